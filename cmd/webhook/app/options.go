@@ -1,0 +1,105 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// ServeOptions are the flags of `webhook serve`, grouped by concern.
+type ServeOptions struct {
+	// Kubernetes API
+	Kubeconfig string
+
+	// Serving
+	BindAddress     string
+	SecurePort      int
+	TLSCertFile     string
+	TLSKeyFile      string
+	ShutdownTimeout time.Duration
+
+	// Probes and metrics
+	HealthProbeBindAddress string
+	MetricsBindAddress     string
+
+	// Keys
+	KeyRefreshInterval time.Duration
+	MinRefetchInterval time.Duration
+
+	// Logging
+	LogLevel       int
+	LogDevelopment bool
+}
+
+// NewServeOptions returns the defaults.
+func NewServeOptions() *ServeOptions {
+	return &ServeOptions{
+		BindAddress:            "0.0.0.0",
+		SecurePort:             9443,
+		ShutdownTimeout:        15 * time.Second,
+		HealthProbeBindAddress: ":8081",
+		MetricsBindAddress:     ":8080",
+		KeyRefreshInterval:     5 * time.Minute,
+		MinRefetchInterval:     5 * time.Second,
+	}
+}
+
+// AddFlags registers the flags on fs.
+func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the cluster holding the OpenIDConnect objects (default: in-cluster config, then $KUBECONFIG).")
+
+	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "Address to serve /authenticate on.")
+	fs.IntVar(&o.SecurePort, "secure-port", o.SecurePort, "HTTPS port for /authenticate.")
+	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "Serving certificate (PEM); re-read when the file changes.")
+	fs.StringVar(&o.TLSKeyFile, "tls-private-key-file", o.TLSKeyFile, "Serving private key (PEM); re-read when the file changes.")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long in-flight reviews may take to finish on shutdown.")
+
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address for /healthz and /readyz (plain HTTP); \"0\" disables.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address for Prometheus /metrics (plain HTTP); \"0\" disables.")
+
+	fs.DurationVar(&o.KeyRefreshInterval, "key-refresh-interval", o.KeyRefreshInterval, "How often each issuer's keys are refetched in the background.")
+	fs.DurationVar(&o.MinRefetchInterval, "min-refetch-interval", o.MinRefetchInterval, "Minimum time between refetches triggered by an unknown key id, per issuer.")
+
+	fs.IntVarP(&o.LogLevel, "v", "v", o.LogLevel, "Log verbosity: 1 lifecycle, 4 every review.")
+	fs.BoolVar(&o.LogDevelopment, "log-development", o.LogDevelopment, "Human-readable console logs instead of JSON.")
+}
+
+// Validate checks the flags without doing any I/O.
+func (o *ServeOptions) Validate() []error {
+	var errs []error
+	if o.TLSCertFile == "" || o.TLSKeyFile == "" {
+		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file are required: clustertrust serves HTTPS only"))
+	}
+	if o.SecurePort <= 0 || o.SecurePort > 65535 {
+		errs = append(errs, fmt.Errorf("--secure-port %d is not a valid port", o.SecurePort))
+	}
+	if net.ParseIP(o.BindAddress) == nil {
+		errs = append(errs, fmt.Errorf("--bind-address %q is not an IP address", o.BindAddress))
+	}
+	if o.KeyRefreshInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--key-refresh-interval %s is shorter than 1s", o.KeyRefreshInterval))
+	}
+	if o.MinRefetchInterval < 0 {
+		errs = append(errs, errors.New("--min-refetch-interval must not be negative"))
+	}
+	if o.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must not be negative"))
+	}
+	if o.LogLevel < 0 {
+		errs = append(errs, errors.New("--v must not be negative"))
+	}
+	return errs
+}
+
+// checkReadable returns a one-line error when path cannot be read.
+func checkReadable(flag, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("could not read %s: %w", flag, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,220 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+	"github.com/clustertrust/clustertrust/internal/authn"
+	"github.com/clustertrust/clustertrust/internal/registry"
+)
+
+func newServeCommand() *cobra.Command {
+	o := NewServeOptions()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve TokenReviews for the issuers declared as OpenIDConnect objects",
+		Example: `  webhook serve --kubeconfig ~/.kube/config \
+    --tls-cert-file serving.crt --tls-private-key-file serving.key --secure-port 9443`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if errs := o.Validate(); len(errs) > 0 {
+				return errors.Join(errs...)
+			}
+			s, err := o.Complete(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return s.Run(cmd.Context())
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// server is a completed configuration, ready to run.
+type server struct {
+	opts    *ServeOptions
+	log     logr.Logger
+	mgr     manager.Manager
+	certs   *certwatcher.CertWatcher
+	handler http.Handler
+}
+
+// Complete does the I/O that Validate may not: it reads the serving certificate, loads the kubeconfig,
+// checks that the API server answers, and wires the router, the reconciler and the manager.
+func (o *ServeOptions) Complete(ctx context.Context) (*server, error) {
+	log := newLogger(o.LogLevel, o.LogDevelopment)
+	ctrl.SetLogger(log)
+
+	if err := checkReadable("--tls-cert-file", o.TLSCertFile); err != nil {
+		return nil, err
+	}
+	if err := checkReadable("--tls-private-key-file", o.TLSKeyFile); err != nil {
+		return nil, err
+	}
+	certs, err := certwatcher.New(o.TLSCertFile, o.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("could not load the serving certificate: %w", err)
+	}
+
+	restConfig, err := loadRESTConfig(o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := pingAPIServer(ctx, restConfig); err != nil {
+		return nil, err
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                  scheme,
+		Logger:                  log,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		GracefulShutdownTimeout: &o.ShutdownTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("could not create the controller manager: %w", err)
+	}
+
+	// One router, handed to both sides: the reconciler writes entries, the handler reads them.
+	router := authn.NewRouter()
+	rec := &registry.Reconciler{
+		Client:             mgr.GetClient(),
+		Router:             router,
+		Recorder:           mgr.GetEventRecorder("clustertrust"),
+		Clock:              clock.RealClock{},
+		Log:                log.WithName("registry"),
+		EntryOptions:       authn.EntryOptions{Compiler: authn.NewCompiler(), Clock: clock.RealClock{}},
+		RefreshInterval:    o.KeyRefreshInterval,
+		MinRefetchInterval: o.MinRefetchInterval,
+	}
+	if err := rec.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("could not set up the controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("issuers", rec.ReadyChecker(mgr.GetCache())); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(certs); err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/authenticate", &authn.Handler{Authenticator: router, Log: log.WithName("tokenreview")})
+	return &server{opts: o, log: log, mgr: mgr, certs: certs, handler: mux}, nil
+}
+
+// Run serves until ctx is done, then drains in-flight reviews for up to --shutdown-timeout.
+func (s *server) Run(ctx context.Context) error {
+	addr := net.JoinHostPort(s.opts.BindAddress, strconv.Itoa(s.opts.SecurePort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("could not listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler: s.handler,
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: s.certs.GetCertificate,
+		},
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+	}
+	if err := s.mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+		s.log.Info("Serving TokenReviews", "address", ln.Addr().String())
+		select {
+		case err := <-errc:
+			return fmt.Errorf("could not serve on %s: %w", addr, err)
+		case <-ctx.Done():
+		}
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("could not drain in-flight reviews: %w", err)
+		}
+		return nil
+	})); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return s.mgr.Start(ctx)
+}
+
+func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cfg, err := rest.InClusterConfig()
+	if kubeconfig != "" || err != nil {
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("could not load kubeconfig: %w", err)
+	}
+	cfg.UserAgent = "clustertrust"
+	return cfg, nil
+}
+
+// pingAPIServer fails fast, with one line, when the API server cannot be reached.
+func pingAPIServer(ctx context.Context, cfg *rest.Config) error {
+	c := rest.CopyConfig(cfg)
+	c.Timeout = 10 * time.Second
+	dc, err := discovery.NewDiscoveryClientForConfig(c)
+	if err != nil {
+		return fmt.Errorf("could not create an API client: %w", err)
+	}
+	if err := dc.RESTClient().Get().AbsPath("/version").Do(ctx).Error(); err != nil {
+		return fmt.Errorf("could not reach the API server at %s: %w", cfg.Host, err)
+	}
+	return nil
+}
+
+func newLogger(level int, development bool) logr.Logger {
+	cfg := zap.NewProductionConfig()
+	if development {
+		cfg = zap.NewDevelopmentConfig()
+	}
+	cfg.Level = zap.NewAtomicLevelAt(zapcore.Level(-level))
+	cfg.DisableStacktrace = !development
+	z, err := cfg.Build()
+	if err != nil {
+		return logr.Discard()
+	}
+	return zapr.NewLogger(z)
+}

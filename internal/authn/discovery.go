@@ -1,0 +1,96 @@
+package authn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+const (
+	// maxDiscoveryBytes bounds the discovery document; real ones are under 4 KiB.
+	maxDiscoveryBytes = 64 << 10
+	// maxJWKSBytes bounds a JWKS response; a few dozen RSA-4096 keys fit in well under 256 KiB, and a
+	// hostile or broken issuer must not make us buffer more.
+	maxJWKSBytes = 256 << 10
+	// fetchTimeout bounds one discovery or JWKS request so that a hanging issuer only ever delays its
+	// own key refresh, never a request for another issuer.
+	fetchTimeout = 10 * time.Second
+)
+
+// NewHTTPClient returns the client used for one issuer's discovery and JWKS fetches: TLS 1.2 or newer,
+// trusting caBundle (PEM) instead of the system roots when it is set, with a per-request timeout.
+func NewHTTPClient(caBundle []byte) (*http.Client, error) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(caBundle) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caBundle) {
+			return nil, errors.New("could not parse caBundle: no PEM certificates found")
+		}
+		tlsConfig.RootCAs = pool
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = tlsConfig
+	transport.Proxy = nil // issuers are reached directly; a proxy would be one more party to trust
+	return &http.Client{Transport: transport, Timeout: fetchTimeout}, nil
+}
+
+// discoveryDocument holds the fields of /.well-known/openid-configuration that we use.
+type discoveryDocument struct {
+	Issuer  string `json:"issuer"`
+	JWKSURI string `json:"jwks_uri"`
+}
+
+// discover fetches the discovery document at discoveryURL and returns its jwks_uri after checking that
+// the document names issuer, as OpenID Connect Discovery requires; a mismatch means the document belongs
+// to someone else.
+func discover(ctx context.Context, client *http.Client, discoveryURL, issuer string) (string, error) {
+	body, err := get(ctx, client, discoveryURL, maxDiscoveryBytes)
+	if err != nil {
+		return "", fmt.Errorf("could not fetch discovery document: %w", err)
+	}
+	var doc discoveryDocument
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", fmt.Errorf("could not decode discovery document: %w", err)
+	}
+	if doc.Issuer != issuer {
+		return "", fmt.Errorf("discovery document names issuer %q, want %q", doc.Issuer, issuer)
+	}
+	if !strings.HasPrefix(doc.JWKSURI, "https://") {
+		return "", fmt.Errorf("discovery document has jwks_uri %q, want an https URL", doc.JWKSURI)
+	}
+	return doc.JWKSURI, nil
+}
+
+// get performs one bounded GET and returns the body of a 200 response.
+func get(ctx context.Context, client *http.Client, url string, maxBytes int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("could not build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("could not read %s: %w", url, err)
+	}
+	if int64(len(body)) > maxBytes {
+		return nil, fmt.Errorf("GET %s: response larger than %d bytes", url, maxBytes)
+	}
+	return body, nil
+}

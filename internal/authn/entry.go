@@ -1,0 +1,193 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apiserver/pkg/apis/apiserver"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	"k8s.io/apiserver/plugin/pkg/authenticator/token/oidc"
+	"k8s.io/utils/clock"
+)
+
+// Config is everything an issuer entry needs, already defaulted by the caller. It mirrors the
+// OpenIDConnect spec without depending on the API package.
+type Config struct {
+	// Name and UID identify the object that declared the issuer; they appear in the user's extra.
+	Name string
+	UID  string
+	// CreatedAt orders entries that share an issuer: oldest first, then by name.
+	CreatedAt time.Time
+
+	Issuer       string
+	DiscoveryURL string
+	Audiences    []string
+	CABundle     []byte
+	StaticJWKS   []byte
+	SigningAlgs  []string
+
+	UsernameClaim  string
+	UsernamePrefix string // effective: "" means no prefix
+	GroupsClaim    string
+	GroupsPrefix   string // effective: "" means no prefix
+
+	ServiceAccountGroups bool
+	RequiredClaims       map[string]string
+	ExtraClaims          []string
+	MaxTokenLifetime     time.Duration
+
+	// ClaimValidationRules, the CEL parts of ClaimMappings and UserValidationRules use the semantics of
+	// Kubernetes' AuthenticationConfiguration. A Username or Groups expression replaces the claim.
+	ClaimValidationRules []apiserver.ClaimValidationRule
+	ClaimMappings        apiserver.ClaimMappings
+	UserValidationRules  []apiserver.UserValidationRule
+
+	RefreshInterval    time.Duration
+	MinRefetchInterval time.Duration
+}
+
+// EntryOptions are an entry's collaborators, shared by all entries of a process.
+type EntryOptions struct {
+	// Compiler is the shared CEL compiler; building one is expensive.
+	Compiler authenticationcel.Compiler
+	Log      logr.Logger
+	Clock    clock.WithTicker
+	// OnRefresh is called after each key fetch attempt, so the control loop can report it.
+	OnRefresh func()
+}
+
+// Entry verifies tokens of one OpenIDConnect object. It owns its key set's background refresh.
+type Entry struct {
+	cfg    Config
+	keys   *KeySet
+	jwt    authenticator.Token
+	ctx    context.Context // lives until Close
+	cancel context.CancelFunc
+}
+
+// NewCompiler returns the CEL compiler to share between entries.
+func NewCompiler() authenticationcel.Compiler { return authenticationcel.NewDefaultCompiler() }
+
+// NewEntry compiles cfg into an entry. It performs no I/O: call Start to begin loading keys.
+// The error explains what in cfg is invalid; CEL compile errors are included verbatim.
+func NewEntry(cfg Config, opts EntryOptions) (*Entry, error) {
+	if len(cfg.Audiences) == 0 {
+		return nil, errors.New("at least one audience is required")
+	}
+	if opts.Compiler == nil {
+		opts.Compiler = NewCompiler()
+	}
+	for _, a := range cfg.SigningAlgs {
+		if !slices.Contains(AllSigningAlgs, a) {
+			return nil, fmt.Errorf("signing algorithm %q is not allowed: use an asymmetric algorithm", a)
+		}
+	}
+	var client *http.Client
+	if len(cfg.StaticJWKS) == 0 {
+		var err error
+		if client, err = NewHTTPClient(cfg.CABundle); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := NewKeySet(KeySetOptions{
+		Issuer:             cfg.Issuer,
+		DiscoveryURL:       cfg.DiscoveryURL,
+		StaticJWKS:         cfg.StaticJWKS,
+		Client:             client,
+		SigningAlgs:        cfg.SigningAlgs,
+		RefreshInterval:    cfg.RefreshInterval,
+		MinRefetchInterval: cfg.MinRefetchInterval,
+		OnRefresh:          opts.OnRefresh,
+		Clock:              opts.Clock,
+		Log:                opts.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	algs := cfg.SigningAlgs
+	if len(algs) == 0 {
+		algs = AllSigningAlgs
+	}
+	jwt, err := oidc.New(ctx, oidc.Options{
+		JWTAuthenticator:     jwtAuthenticator(cfg),
+		KeySet:               keys,
+		Compiler:             opts.Compiler,
+		SupportedSigningAlgs: algs,
+		// The apiserver authenticator fetches "distributed claims" from URLs named inside a token. A
+		// webhook must not make requests on a token's say-so, so that client refuses every request.
+		Client: &http.Client{Transport: refuseTransport{}},
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &Entry{cfg: cfg, keys: keys, jwt: jwt, ctx: ctx, cancel: cancel}, nil
+}
+
+// jwtAuthenticator translates cfg into the apiserver's JWT authenticator configuration.
+func jwtAuthenticator(cfg Config) apiserver.JWTAuthenticator {
+	j := apiserver.JWTAuthenticator{
+		Issuer: apiserver.Issuer{
+			URL:                 cfg.Issuer,
+			Audiences:           cfg.Audiences,
+			AudienceMatchPolicy: apiserver.AudienceMatchPolicyMatchAny,
+		},
+		ClaimValidationRules: append([]apiserver.ClaimValidationRule(nil), cfg.ClaimValidationRules...),
+		ClaimMappings:        cfg.ClaimMappings,
+		UserValidationRules:  cfg.UserValidationRules,
+	}
+	for _, claim := range sortedKeys(cfg.RequiredClaims) {
+		j.ClaimValidationRules = append(j.ClaimValidationRules, apiserver.ClaimValidationRule{Claim: claim, RequiredValue: cfg.RequiredClaims[claim]})
+	}
+	if j.ClaimMappings.Username.Expression == "" {
+		prefix := cfg.UsernamePrefix
+		j.ClaimMappings.Username = apiserver.PrefixedClaimOrExpression{Claim: cfg.UsernameClaim, Prefix: &prefix}
+	}
+	if j.ClaimMappings.Groups.Expression == "" && cfg.GroupsClaim != "" {
+		prefix := cfg.GroupsPrefix
+		j.ClaimMappings.Groups = apiserver.PrefixedClaimOrExpression{Claim: cfg.GroupsClaim, Prefix: &prefix}
+	}
+	return j
+}
+
+// Start begins loading keys in the background; Close stops it.
+func (e *Entry) Start() { e.keys.Start(e.ctx) }
+
+// Close stops the entry's background work. The entry must not be used afterwards.
+func (e *Entry) Close() { e.cancel() }
+
+// Config returns the configuration the entry was built from.
+func (e *Entry) Config() Config { return e.cfg }
+
+// KeyStatus reports the health of the entry's keys.
+func (e *Entry) KeyStatus() KeySetStatus { return e.keys.Status() }
+
+// AuthenticateToken verifies token and maps it to a user. It follows the authenticator contract:
+// (resp, true, nil) authenticated; (nil, false, err) rejected, err saying why in words safe to return to
+// the caller (never the token).
+func (e *Entry) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	ctx, payload := withPayloadRecorder(ctx)
+	resp, ok, err := e.jwt.AuthenticateToken(ctx, token)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if err := e.mapUser(resp, *payload, requestedAudiences(ctx)); err != nil {
+		return nil, false, err
+	}
+	return resp, true, nil
+}
+
+// refuseTransport fails every request; see NewEntry.
+type refuseTransport struct{}
+
+func (refuseTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("distributed claims are not supported")
+}

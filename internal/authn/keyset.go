@@ -1,0 +1,357 @@
+package authn
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+)
+
+const (
+	// maxKeysPerSet bounds how many keys one issuer may publish; issuers rotate through two or three.
+	maxKeysPerSet = 64
+	// minRSABits refuses weak RSA keys: a 1024-bit key is within reach of a determined attacker.
+	minRSABits = 2048
+	// DefaultRefreshInterval is how often a remote key set is refetched in the background.
+	DefaultRefreshInterval = 5 * time.Minute
+	// DefaultMinRefetchInterval rate-limits refetches triggered by tokens with an unknown kid. Anyone can
+	// send such tokens, so without a limit a flood of them would become a flood against the issuer.
+	DefaultMinRefetchInterval = 5 * time.Second
+	// wellKnownPath is appended to the issuer URL when no discovery URL is configured.
+	wellKnownPath = "/.well-known/openid-configuration"
+)
+
+// AllSigningAlgs are the JWS algorithms an issuer may use: asymmetric only, so a public key can never
+// be used as an HMAC secret (key confusion), and never "none".
+var AllSigningAlgs = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
+
+// ErrNoKeys is returned when a JWKS holds no usable signing key.
+var ErrNoKeys = errors.New("JWKS holds no usable signing key")
+
+// KeySetOptions configures a KeySet.
+type KeySetOptions struct {
+	// Issuer is the expected iss, checked against the discovery document.
+	Issuer string
+	// DiscoveryURL overrides <Issuer>/.well-known/openid-configuration.
+	DiscoveryURL string
+	// StaticJWKS, when set, is the whole key set: nothing is ever fetched.
+	StaticJWKS []byte
+	// Client makes discovery and JWKS requests.
+	Client *http.Client
+	// SigningAlgs are the accepted algorithms; empty means AllSigningAlgs.
+	SigningAlgs []string
+	// RefreshInterval is the background refresh period (DefaultRefreshInterval when zero).
+	RefreshInterval time.Duration
+	// MinRefetchInterval rate-limits unknown-kid refetches (DefaultMinRefetchInterval when zero).
+	MinRefetchInterval time.Duration
+	// OnRefresh is called after every completed fetch attempt, successful or not.
+	OnRefresh func()
+	Clock     clock.WithTicker
+	Log       logr.Logger
+}
+
+// KeyInfo describes one verification key.
+type KeyInfo struct {
+	KID string
+	Alg string
+}
+
+// KeySetStatus is a snapshot of a key set's health.
+type KeySetStatus struct {
+	// Static is true for a key set configured inline.
+	Static bool
+	// JWKSURI is the URI the keys were last fetched from.
+	JWKSURI string
+	// Keys are the keys in use, sorted by kid.
+	Keys []KeyInfo
+	// Attempted is true once the first load attempt has finished.
+	Attempted bool
+	// LastSuccess is when keys were last fetched successfully.
+	LastSuccess time.Time
+	// LastError is the error of the last attempt, nil if it succeeded.
+	LastError error
+	// Suppressed counts unknown-kid refetches skipped by the rate limit.
+	Suppressed int64
+}
+
+// KeySet is one issuer's verification keys. It implements go-oidc's KeySet, so the apiserver JWT
+// authenticator verifies signatures through it. Reads are lock-free; fetches are single-flight and
+// never drop the last good keys on failure.
+type KeySet struct {
+	opts   KeySetOptions
+	static bool
+	algs   []jose.SignatureAlgorithm
+	keys   atomic.Pointer[[]jose.JSONWebKey]
+	clock  clock.WithTicker
+
+	mu          sync.Mutex
+	ctx         context.Context // lifecycle; fetches run on it, not on a request's context
+	inflight    chan struct{}
+	lastAttempt time.Time
+	status      KeySetStatus
+}
+
+// NewKeySet validates opts and, for static keys, parses them. Remote keys load once Start is called.
+func NewKeySet(opts KeySetOptions) (*KeySet, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = DefaultRefreshInterval
+	}
+	if opts.MinRefetchInterval <= 0 {
+		opts.MinRefetchInterval = DefaultMinRefetchInterval
+	}
+	if opts.DiscoveryURL == "" {
+		opts.DiscoveryURL = strings.TrimSuffix(opts.Issuer, "/") + wellKnownPath
+	}
+	algs := opts.SigningAlgs
+	if len(algs) == 0 {
+		algs = AllSigningAlgs
+	}
+	k := &KeySet{opts: opts, clock: opts.Clock, ctx: context.Background()}
+	for _, a := range algs {
+		k.algs = append(k.algs, jose.SignatureAlgorithm(a))
+	}
+	if len(opts.StaticJWKS) > 0 {
+		keys, err := ParseJWKS(opts.StaticJWKS)
+		if err != nil {
+			return nil, fmt.Errorf("could not parse static JWKS: %w", err)
+		}
+		k.keys.Store(&keys)
+		k.static = true
+		k.status = KeySetStatus{Static: true, Keys: keyInfos(keys), Attempted: true, LastSuccess: k.clock.Now()}
+		return k, nil
+	}
+	if opts.Client == nil {
+		return nil, errors.New("a remote key set needs an HTTP client")
+	}
+	return k, nil
+}
+
+// Start loads remote keys now and then every RefreshInterval until ctx is done. It returns at once.
+func (k *KeySet) Start(ctx context.Context) {
+	k.mu.Lock()
+	k.ctx = ctx
+	k.mu.Unlock()
+	if k.static {
+		return
+	}
+	go func() {
+		k.refresh(ctx, false)
+		ticker := k.clock.NewTicker(k.opts.RefreshInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C():
+				k.refresh(ctx, false)
+			}
+		}
+	}()
+}
+
+// Status returns a snapshot of the key set's health.
+func (k *KeySet) Status() KeySetStatus {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.status
+	s.Keys = append([]KeyInfo(nil), s.Keys...)
+	return s
+}
+
+// VerifySignature implements oidc.KeySet. It verifies a compact JWS with the key named by its kid (or,
+// without a kid, with each key), refetching keys once, rate-limited, when the kid is unknown.
+func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(jwt, k.algs)
+	if err != nil {
+		return nil, fmt.Errorf("could not parse JWS: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("token must carry exactly one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	payload, known, err := k.verify(jws, kid)
+	if err == nil {
+		recordPayload(ctx, payload)
+		return payload, nil
+	}
+	// Only an unknown key justifies a refetch: a token whose kid we hold but whose signature is wrong is a
+	// forgery, and fetching again would not change the answer.
+	if known || k.static {
+		return nil, err
+	}
+	k.refresh(ctx, true)
+	payload, _, err = k.verify(jws, kid)
+	if err != nil {
+		return nil, err
+	}
+	recordPayload(ctx, payload)
+	return payload, nil
+}
+
+// verify checks jws against the current keys. known reports whether a key with that kid exists.
+func (k *KeySet) verify(jws *jose.JSONWebSignature, kid string) (payload []byte, known bool, err error) {
+	keys := k.keys.Load()
+	if keys == nil {
+		return nil, false, ErrNoKeys
+	}
+	for i := range *keys {
+		key := &(*keys)[i]
+		if kid != "" && key.KeyID != kid {
+			continue
+		}
+		known = known || kid != ""
+		if payload, err := jws.Verify(key); err == nil {
+			return payload, true, nil
+		}
+	}
+	if known {
+		return nil, true, errors.New("token signature is invalid")
+	}
+	return nil, false, fmt.Errorf("no key matches kid %q", kid)
+}
+
+// refresh fetches the keys. Concurrent callers share one fetch (single-flight); on-demand callers are
+// skipped when the last attempt is younger than MinRefetchInterval. The fetch runs on the lifecycle
+// context so that one caller giving up does not abort it for the others.
+func (k *KeySet) refresh(waitCtx context.Context, onDemand bool) {
+	k.mu.Lock()
+	if ch := k.inflight; ch != nil {
+		k.mu.Unlock()
+		select {
+		case <-ch:
+		case <-waitCtx.Done():
+		}
+		return
+	}
+	if onDemand && !k.lastAttempt.IsZero() && k.clock.Since(k.lastAttempt) < k.opts.MinRefetchInterval {
+		k.status.Suppressed++
+		k.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	k.inflight = ch
+	k.lastAttempt = k.clock.Now()
+	ctx := k.ctx
+	k.mu.Unlock()
+
+	keys, uri, err := k.fetch(ctx)
+
+	k.mu.Lock()
+	k.status.Attempted = true
+	k.status.LastError = err
+	if err == nil {
+		k.keys.Store(&keys)
+		k.status.JWKSURI = uri
+		k.status.Keys = keyInfos(keys)
+		k.status.LastSuccess = k.clock.Now()
+	}
+	k.inflight = nil
+	close(ch)
+	k.mu.Unlock()
+
+	if err != nil {
+		k.opts.Log.V(1).Info("Key refresh failed; keeping the last good keys", "issuer", k.opts.Issuer, "error", err.Error())
+	} else {
+		k.opts.Log.V(1).Info("Keys refreshed", "issuer", k.opts.Issuer, "keys", len(keys))
+	}
+	if k.opts.OnRefresh != nil {
+		k.opts.OnRefresh()
+	}
+}
+
+func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, string, error) {
+	uri, err := discover(ctx, k.opts.Client, k.opts.DiscoveryURL, k.opts.Issuer)
+	if err != nil {
+		return nil, "", err
+	}
+	body, err := get(ctx, k.opts.Client, uri, maxJWKSBytes)
+	if err != nil {
+		return nil, uri, fmt.Errorf("could not fetch JWKS: %w", err)
+	}
+	keys, err := ParseJWKS(body)
+	if err != nil {
+		return nil, uri, fmt.Errorf("could not parse JWKS from %s: %w", uri, err)
+	}
+	return keys, uri, nil
+}
+
+// ParseJWKS parses a JWKS document and keeps only usable public signing keys: RSA of at least 2048
+// bits or ECDSA, with use absent or "sig". Keys that fail to parse are skipped so that one key of an
+// unsupported type does not take down the whole set; a set with no usable key is an error.
+func ParseJWKS(data []byte) ([]jose.JSONWebKey, error) {
+	var raw struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("could not decode JWKS: %w", err)
+	}
+	if len(raw.Keys) > maxKeysPerSet {
+		return nil, fmt.Errorf("JWKS holds %d keys, more than the limit of %d", len(raw.Keys), maxKeysPerSet)
+	}
+	var keys []jose.JSONWebKey
+	for _, r := range raw.Keys {
+		var key jose.JSONWebKey
+		if err := key.UnmarshalJSON(r); err != nil {
+			continue
+		}
+		if key.Use != "" && key.Use != "sig" {
+			continue
+		}
+		if !key.IsPublic() {
+			key = key.Public() // never hold private material, even if a misconfigured issuer publishes it
+		}
+		switch pub := key.Key.(type) {
+		case *rsa.PublicKey:
+			if pub.N.BitLen() < minRSABits {
+				continue
+			}
+		case *ecdsa.PublicKey:
+		default:
+			continue
+		}
+		keys = append(keys, key)
+	}
+	if len(keys) == 0 {
+		return nil, ErrNoKeys
+	}
+	sort.SliceStable(keys, func(i, j int) bool { return keys[i].KeyID < keys[j].KeyID })
+	return keys, nil
+}
+
+func keyInfos(keys []jose.JSONWebKey) []KeyInfo {
+	out := make([]KeyInfo, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, KeyInfo{KID: k.KeyID, Alg: k.Algorithm})
+	}
+	return out
+}
+
+// payloadKey carries a *[]byte through the apiserver authenticator into VerifySignature, so the mapping
+// step can read the verified claims without parsing the token again.
+type payloadKey struct{}
+
+func withPayloadRecorder(ctx context.Context) (context.Context, *[]byte) {
+	p := new([]byte)
+	return context.WithValue(ctx, payloadKey{}, p), p
+}
+
+func recordPayload(ctx context.Context, payload []byte) {
+	if p, ok := ctx.Value(payloadKey{}).(*[]byte); ok {
+		*p = payload
+	}
+}

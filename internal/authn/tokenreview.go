@@ -1,0 +1,176 @@
+package authn
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authenticationv1beta1 "k8s.io/api/authentication/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+)
+
+const (
+	// maxReviewBytes bounds a TokenReview body: a token of MaxTokenBytes plus the envelope and a few
+	// audiences fits with room to spare.
+	maxReviewBytes = MaxTokenBytes + 16<<10
+	// reviewTimeout bounds one review, including a possible unknown-kid refetch; kube-apiserver's own
+	// webhook timeout is 10s.
+	reviewTimeout = 8 * time.Second
+)
+
+// TokenAuthenticator is what the handler needs: the Router satisfies it.
+type TokenAuthenticator interface {
+	AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error)
+}
+
+// Handler serves POST /authenticate: it answers TokenReviews of authentication.k8s.io/v1 and v1beta1
+// in the version they were asked in. It never echoes the token back.
+type Handler struct {
+	Authenticator TokenAuthenticator
+	Log           logr.Logger
+}
+
+// reviewEnvelope is the part of a TokenReview the handler reads. v1 and v1beta1 share this shape.
+type reviewEnvelope struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Spec       struct {
+		Token     string   `json:"token"`
+		Audiences []string `json:"audiences"`
+	} `json:"spec"`
+}
+
+// ErrBadReview is wrapped by DecodeReview errors.
+var ErrBadReview = errors.New("invalid TokenReview")
+
+// DecodeReview parses a TokenReview request body of at most maxReviewBytes.
+func DecodeReview(body []byte) (*reviewEnvelope, error) {
+	var r reviewEnvelope
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("%w: could not decode JSON", ErrBadReview)
+	}
+	if r.Kind != "TokenReview" {
+		return nil, fmt.Errorf("%w: kind must be TokenReview", ErrBadReview)
+	}
+	switch r.APIVersion {
+	case authenticationv1.SchemeGroupVersion.String(), authenticationv1beta1.SchemeGroupVersion.String():
+	default:
+		return nil, fmt.Errorf("%w: apiVersion must be authentication.k8s.io/v1 or v1beta1", ErrBadReview)
+	}
+	return &r, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "only POST is allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxReviewBytes))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("request body larger than %d bytes", maxReviewBytes), http.StatusRequestEntityTooLarge)
+		return
+	}
+	review, err := DecodeReview(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	status := h.review(req.Context(), review)
+	writeReview(w, review.APIVersion, status)
+}
+
+// review authenticates the token of r and builds the v1 status to answer with.
+func (h *Handler) review(ctx context.Context, r *reviewEnvelope) authenticationv1.TokenReviewStatus {
+	token := r.Spec.Token
+	if token == "" {
+		return authenticationv1.TokenReviewStatus{Error: "token is empty"}
+	}
+	if len(token) > MaxTokenBytes {
+		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", MaxTokenBytes)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
+	defer cancel()
+	if len(r.Spec.Audiences) > 0 {
+		ctx = authenticator.WithAudiences(ctx, r.Spec.Audiences)
+	}
+	resp, ok, err := h.Authenticator.AuthenticateToken(ctx, token)
+	log := h.Log.V(4).WithValues("token", TokenHash(token))
+	if err != nil || !ok {
+		msg := "token is not valid"
+		if err != nil {
+			msg = err.Error()
+		}
+		log.Info("Token rejected", "reason", msg)
+		return authenticationv1.TokenReviewStatus{Error: msg}
+	}
+	u := resp.User
+	log.Info("Token authenticated", "username", u.GetName())
+	status := authenticationv1.TokenReviewStatus{
+		Authenticated: true,
+		User: authenticationv1.UserInfo{
+			Username: u.GetName(),
+			UID:      u.GetUID(),
+			Groups:   u.GetGroups(),
+		},
+		Audiences: resp.Audiences,
+	}
+	if extra := u.GetExtra(); len(extra) > 0 {
+		status.User.Extra = make(map[string]authenticationv1.ExtraValue, len(extra))
+		for k, v := range extra {
+			status.User.Extra[k] = v
+		}
+	}
+	return status
+}
+
+// writeReview answers in the requested version. The response is built fresh, so spec.token can never
+// leak back to the caller.
+func writeReview(w http.ResponseWriter, apiVersion string, status authenticationv1.TokenReviewStatus) {
+	var out any
+	if apiVersion == authenticationv1beta1.SchemeGroupVersion.String() {
+		s := authenticationv1beta1.TokenReviewStatus{
+			Authenticated: status.Authenticated,
+			User: authenticationv1beta1.UserInfo{
+				Username: status.User.Username,
+				UID:      status.User.UID,
+				Groups:   status.User.Groups,
+			},
+			Audiences: status.Audiences,
+			Error:     status.Error,
+		}
+		if status.User.Extra != nil {
+			s.User.Extra = make(map[string]authenticationv1beta1.ExtraValue, len(status.User.Extra))
+			for k, v := range status.User.Extra {
+				s.User.Extra[k] = authenticationv1beta1.ExtraValue(v)
+			}
+		}
+		out = &authenticationv1beta1.TokenReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "TokenReview"},
+			Status:   s,
+		}
+	} else {
+		out = &authenticationv1.TokenReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "TokenReview"},
+			Status:   status,
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// TokenHash is how a token appears in logs: the first 12 hex digits of its SHA-256, enough to correlate
+// log lines and useless for replay.
+func TokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}

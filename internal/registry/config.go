@@ -1,0 +1,101 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apiserver/pkg/apis/apiserver"
+
+	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+	"github.com/clustertrust/clustertrust/internal/authn"
+)
+
+// ToConfig translates an OpenIDConnect object into an authn.Config, applying the API's defaults. It
+// repeats the CRD's essential checks so that objects from other sources (files, an older CRD) get the
+// same guarantees.
+func ToConfig(obj *v1alpha1.OpenIDConnect) (authn.Config, error) {
+	spec := &obj.Spec
+	var errs []error
+	if !strings.HasPrefix(spec.IssuerURL, "https://") {
+		errs = append(errs, errors.New("issuerURL must be an https URL"))
+	}
+	usernamePrefix := v1alpha1.EffectivePrefix(spec.UsernamePrefix, obj.Name)
+	groupsPrefix := v1alpha1.EffectivePrefix(spec.GroupsPrefix, obj.Name)
+	if strings.HasPrefix(usernamePrefix, "system:") {
+		errs = append(errs, fmt.Errorf("usernamePrefix %q must not start with system:", usernamePrefix))
+	}
+	if strings.HasPrefix(groupsPrefix, "system:") {
+		errs = append(errs, fmt.Errorf("groupsPrefix %q must not start with system:", groupsPrefix))
+	}
+	audiences := spec.EffectiveAudiences()
+	if len(audiences) == 0 {
+		errs = append(errs, errors.New("at least one audience is required"))
+	}
+	usernameClaim := spec.UsernameClaim
+	if usernameClaim == "" {
+		usernameClaim = "sub"
+	}
+	cfg := authn.Config{
+		Name:                 obj.Name,
+		UID:                  string(obj.UID),
+		CreatedAt:            obj.CreationTimestamp.Time,
+		Issuer:               spec.IssuerURL,
+		DiscoveryURL:         spec.DiscoveryURL,
+		Audiences:            audiences,
+		CABundle:             spec.CABundle,
+		SigningAlgs:          spec.SupportedSigningAlgs,
+		UsernameClaim:        usernameClaim,
+		UsernamePrefix:       usernamePrefix,
+		GroupsClaim:          spec.GroupsClaim,
+		GroupsPrefix:         groupsPrefix,
+		ServiceAccountGroups: spec.ServiceAccountGroups == nil || *spec.ServiceAccountGroups,
+		RequiredClaims:       spec.RequiredClaims,
+		ExtraClaims:          spec.ExtraClaims,
+	}
+	if spec.JWKS != nil {
+		cfg.StaticJWKS = spec.JWKS.Keys
+	}
+	if spec.MaxTokenExpirationSeconds != nil {
+		cfg.MaxTokenLifetime = time.Duration(*spec.MaxTokenExpirationSeconds) * time.Second
+	}
+	for _, r := range spec.ClaimValidationRules {
+		cfg.ClaimValidationRules = append(cfg.ClaimValidationRules, apiserver.ClaimValidationRule{
+			Claim: r.Claim, RequiredValue: r.RequiredValue, Expression: r.Expression, Message: r.Message,
+		})
+	}
+	for _, r := range spec.UserValidationRules {
+		cfg.UserValidationRules = append(cfg.UserValidationRules, apiserver.UserValidationRule{Expression: r.Expression, Message: r.Message})
+	}
+	if m := spec.ClaimMappings; m != nil {
+		if m.Username != nil {
+			if spec.UsernamePrefix != "" {
+				errs = append(errs, errors.New("claimMappings.username and usernamePrefix are mutually exclusive"))
+			}
+			cfg.ClaimMappings.Username.Expression = m.Username.Expression
+		}
+		if m.Groups != nil {
+			if spec.GroupsClaim != "" || spec.GroupsPrefix != "" {
+				errs = append(errs, errors.New("claimMappings.groups and groupsClaim/groupsPrefix are mutually exclusive"))
+			}
+			cfg.ClaimMappings.Groups.Expression = m.Groups.Expression
+		}
+		if m.UID != nil {
+			cfg.ClaimMappings.UID.Expression = m.UID.Expression
+		}
+		for _, x := range m.Extra {
+			cfg.ClaimMappings.Extra = append(cfg.ClaimMappings.Extra, apiserver.ExtraMapping{Key: x.Key, ValueExpression: x.ValueExpression})
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// ExampleUsername shows what a ServiceAccount token from this issuer maps to, or "" when a CEL
+// expression or a non-sub claim decides the username.
+func ExampleUsername(cfg authn.Config) string {
+	if cfg.ClaimMappings.Username.Expression != "" || cfg.UsernameClaim != "sub" {
+		return ""
+	}
+	return cfg.UsernamePrefix + "system:serviceaccount:<namespace>:<name>"
+}

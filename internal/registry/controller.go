@@ -1,0 +1,208 @@
+// Package registry is clustertrust's control loop: it turns OpenIDConnect objects into authn issuer
+// entries, stores them in the router the request path reads, and reports what it found in each object's
+// status conditions and events.
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+	"github.com/clustertrust/clustertrust/internal/authn"
+)
+
+// Router is what the reconciler needs of the request path's router.
+type Router interface {
+	Store(key string, e *authn.Entry)
+	Delete(key string)
+	Get(key string) (*authn.Entry, bool)
+}
+
+// Reconciler keeps the router equal to the set of valid OpenIDConnect objects.
+type Reconciler struct {
+	Client   client.Client
+	Router   Router
+	Recorder events.EventRecorder
+	Clock    clock.WithTicker
+	Log      logr.Logger
+	// EntryOptions are passed to every entry; OnRefresh is set by the reconciler.
+	EntryOptions authn.EntryOptions
+	// RefreshInterval and MinRefetchInterval override the key set defaults when non-zero.
+	RefreshInterval    time.Duration
+	MinRefetchInterval time.Duration
+
+	mu      sync.Mutex
+	built   map[string]string // name -> hash of the spec an entry was built from
+	invalid map[string]int64  // name -> generation found invalid
+	events  chan event.GenericEvent
+}
+
+// SetupWithManager registers the reconciler. Key refreshes, which happen outside any API event, are fed
+// back in through a channel so their outcome reaches the status promptly.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.init()
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("openidconnect").
+		For(&v1alpha1.OpenIDConnect{}).
+		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
+		Complete(r)
+}
+
+func (r *Reconciler) init() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.built == nil {
+		r.built = map[string]string{}
+		r.invalid = map[string]int64{}
+		r.events = make(chan event.GenericEvent, 1024)
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+}
+
+// Reconcile builds, replaces or removes the entry of one object and writes its status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	r.init()
+	name := req.Name
+	log := r.Log.WithValues("openidconnect", name)
+	var obj v1alpha1.OpenIDConnect
+	if err := r.Client.Get(ctx, req.NamespacedName, &obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(name)
+			log.V(1).Info("Issuer removed")
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("could not get OpenIDConnect %q: %w", name, err)
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		r.forget(name)
+		return ctrl.Result{}, nil
+	}
+
+	cfg, err := ToConfig(&obj)
+	var entry *authn.Entry
+	if err == nil {
+		entry, err = r.ensureEntry(name, cfg, log)
+	}
+	if err != nil {
+		r.forget(name)
+		r.mu.Lock()
+		r.invalid[name] = obj.Generation
+		r.mu.Unlock()
+		log.V(1).Info("Invalid issuer spec", "error", err.Error())
+		if obj.Status.ObservedGeneration != obj.Generation || !hasReason(&obj, v1alpha1.ReasonInvalidSpec) {
+			r.event(&obj, corev1.EventTypeWarning, v1alpha1.ReasonInvalidSpec, err.Error())
+		}
+		return ctrl.Result{}, r.writeStatus(ctx, &obj, invalidStatus(&obj, err))
+	}
+	return ctrl.Result{}, r.writeStatus(ctx, &obj, entryStatus(&obj, cfg, entry.KeyStatus()))
+}
+
+// ensureEntry returns the routed entry for name, building and routing a new one when the object's
+// spec changed since the last build.
+func (r *Reconciler) ensureEntry(name string, cfg authn.Config, log logr.Logger) (*authn.Entry, error) {
+	hash := configHash(cfg)
+	r.mu.Lock()
+	same := r.built[name] == hash
+	r.mu.Unlock()
+	if e, ok := r.Router.Get(name); ok && same {
+		return e, nil
+	}
+	if r.RefreshInterval != 0 {
+		cfg.RefreshInterval = r.RefreshInterval
+	}
+	if r.MinRefetchInterval != 0 {
+		cfg.MinRefetchInterval = r.MinRefetchInterval
+	}
+	opts := r.EntryOptions
+	opts.Log = r.Log.WithValues("openidconnect", name)
+	opts.OnRefresh = func() { r.enqueue(name) }
+	entry, err := authn.NewEntry(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	entry.Start()
+	r.Router.Store(name, entry) // swaps the new entry in, then closes the old one
+	r.mu.Lock()
+	r.built[name] = hash
+	delete(r.invalid, name)
+	r.mu.Unlock()
+	log.V(1).Info("Issuer routed", "issuer", cfg.Issuer)
+	return entry, nil
+}
+
+// forget stops routing name. It is the whole of deletion: tokens are refused from here on.
+func (r *Reconciler) forget(name string) {
+	r.Router.Delete(name)
+	r.mu.Lock()
+	delete(r.built, name)
+	delete(r.invalid, name)
+	r.mu.Unlock()
+}
+
+// enqueue asks for a reconcile of name without blocking the key set that calls it.
+func (r *Reconciler) enqueue(name string) {
+	ev := event.GenericEvent{Object: &v1alpha1.OpenIDConnect{ObjectMeta: metav1.ObjectMeta{Name: name}}}
+	select {
+	case r.events <- ev:
+	default:
+		// The queue is full of pending reconciles, each of which reads the latest key status anyway.
+	}
+}
+
+// writeStatus updates the status subresource when it differs from what is stored.
+func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.OpenIDConnect, status v1alpha1.OpenIDConnectStatus) error {
+	if equality.Semantic.DeepEqual(obj.Status, status) {
+		return nil
+	}
+	before := readyCondition(obj)
+	obj.Status = status
+	if err := r.Client.Status().Update(ctx, obj); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return nil // a newer version is queued already, or the object is gone
+		}
+		return fmt.Errorf("could not update status of OpenIDConnect %q: %w", obj.Name, err)
+	}
+	if after := readyCondition(obj); after != nil && (before == nil || before.Status != after.Status || before.Reason != after.Reason) {
+		kind := corev1.EventTypeNormal
+		if after.Status != metav1.ConditionTrue {
+			kind = corev1.EventTypeWarning
+		}
+		if after.Reason != v1alpha1.ReasonInvalidSpec {
+			r.event(obj, kind, after.Reason, after.Message)
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) event(obj *v1alpha1.OpenIDConnect, kind, reason, message string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, kind, reason, "Reconcile", "%s", message)
+	}
+}
+
+// configHash identifies a configuration, so an unchanged object keeps its entry (and its keys).
+func configHash(cfg authn.Config) string {
+	b, _ := json.Marshal(cfg) // Config holds only plain data
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
