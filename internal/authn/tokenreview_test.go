@@ -1,0 +1,139 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
+
+	"github.com/go-logr/logr"
+)
+
+const secretToken = "header.eyJpc3MiOiJodHRwczovL2EifQ.signature-that-must-never-be-echoed"
+
+// fakeAuthenticator accepts the token "good" and rejects everything else.
+type fakeAuthenticator struct{ gotAudiences []string }
+
+func (f *fakeAuthenticator) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	f.gotAudiences, _ = authenticator.AudiencesFrom(ctx)
+	switch token {
+	case "good":
+		return &authenticator.Response{
+			User:      &user.DefaultInfo{Name: "hub:alice", UID: "u1", Groups: []string{"hub:dev"}, Extra: map[string][]string{"k": {"v"}}},
+			Audiences: []string{"aud-1"},
+		}, true, nil
+	case "broken":
+		return nil, false, errors.New("could not check")
+	}
+	return nil, false, errors.New("token signature is invalid")
+}
+
+func post(t *testing.T, h http.Handler, method, body string) (*httptest.ResponseRecorder, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, "/authenticate", strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec, out
+}
+
+func TestHandler(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		method      string
+		body        string
+		wantCode    int
+		wantVersion string
+		wantAuthn   bool
+		wantError   string
+	}{
+		{name: "v1 authenticated", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good","audiences":["aud-1"]}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantAuthn: true},
+		{name: "v1beta1 answered in v1beta1", body: `{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"good"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1beta1", wantAuthn: true},
+		{name: "rejected", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + secretToken + `"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "token signature is invalid"},
+		{name: "empty token", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "token is empty"},
+		{name: "oversized token", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "longer than"},
+		{name: "wrong kind", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview"}`, wantCode: 400},
+		{name: "wrong version", body: `{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview"}`, wantCode: 400},
+		{name: "malformed JSON", body: `{"apiVersion":`, wantCode: 400},
+		{name: "body too large", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + strings.Repeat("a", maxReviewBytes) + `"}}`, wantCode: 413},
+		{name: "GET", method: http.MethodGet, wantCode: 405},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			h := &Handler{Authenticator: &fakeAuthenticator{}, Log: logr.Discard()}
+			rec, out := post(t, h, method, tt.body)
+			if rec.Code != tt.wantCode {
+				t.Fatalf("code = %d, want %d (%s)", rec.Code, tt.wantCode, rec.Body)
+			}
+			if strings.Contains(rec.Body.String(), secretToken) || strings.Contains(rec.Body.String(), "signature-that") {
+				t.Fatal("response echoes the token")
+			}
+			if tt.wantCode != 200 {
+				return
+			}
+			if out["apiVersion"] != tt.wantVersion || out["kind"] != "TokenReview" {
+				t.Fatalf("answered %v %v", out["apiVersion"], out["kind"])
+			}
+			if _, ok := out["spec"]; ok {
+				if spec, _ := out["spec"].(map[string]any); len(spec) > 0 {
+					t.Fatalf("response carries a spec: %v", spec)
+				}
+			}
+			status, _ := out["status"].(map[string]any)
+			if got := status["authenticated"] == true; got != tt.wantAuthn {
+				t.Fatalf("authenticated = %v, want %v", got, tt.wantAuthn)
+			}
+			if tt.wantError != "" && !strings.Contains(status["error"].(string), tt.wantError) {
+				t.Fatalf("error = %v, want %q", status["error"], tt.wantError)
+			}
+		})
+	}
+}
+
+func TestHandlerPassesAudiencesAndUser(t *testing.T) {
+	t.Parallel()
+	fake := &fakeAuthenticator{}
+	h := &Handler{Authenticator: fake, Log: logr.Discard()}
+	rec, _ := post(t, h, http.MethodPost, `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good","audiences":["aud-1","aud-2"]}}`)
+	var review authenticationv1.TokenReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(fake.gotAudiences, ",") != "aud-1,aud-2" {
+		t.Fatalf("authenticator saw audiences %v", fake.gotAudiences)
+	}
+	s := review.Status
+	if s.User.Username != "hub:alice" || s.User.UID != "u1" || s.User.Groups[0] != "hub:dev" || s.User.Extra["k"][0] != "v" || s.Audiences[0] != "aud-1" {
+		t.Fatalf("status = %+v", s)
+	}
+}
+
+func FuzzDecodeReview(f *testing.F) {
+	f.Add([]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x","audiences":["a"]}}`))
+	f.Add([]byte(`{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := DecodeReview(body)
+		if err == nil && (r.Kind != "TokenReview" || !strings.HasPrefix(r.APIVersion, "authentication.k8s.io/")) {
+			t.Fatalf("accepted %q", body)
+		}
+		if err != nil && !errors.Is(err, ErrBadReview) {
+			t.Fatalf("error %v does not wrap ErrBadReview", err)
+		}
+	})
+}
