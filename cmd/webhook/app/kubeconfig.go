@@ -1,0 +1,18 @@
+package app
+
+import (
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// WebhookKubeconfig renders the file kube-apiserver reads with --authentication-token-webhook-config-file:
+// the cluster is clustertrust's /authenticate URL and the CA that signed its serving certificate; the
+// optional client certificate lets kube-apiserver authenticate itself to clustertrust (mTLS).
+func WebhookKubeconfig(url string, caPEM, clientCertPEM, clientKeyPEM []byte) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["clustertrust"] = &clientcmdapi.Cluster{Server: url, CertificateAuthorityData: caPEM}
+	cfg.AuthInfos["kube-apiserver"] = &clientcmdapi.AuthInfo{ClientCertificateData: clientCertPEM, ClientKeyData: clientKeyPEM}
+	cfg.Contexts["webhook"] = &clientcmdapi.Context{Cluster: "clustertrust", AuthInfo: "kube-apiserver"}
+	cfg.CurrentContext = "webhook"
+	return clientcmd.Write(*cfg)
+}

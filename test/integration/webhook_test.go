@@ -1,0 +1,403 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+	"github.com/clustertrust/clustertrust/internal/testissuer"
+)
+
+// whoami asks the downstream kube-apiserver who the token is. It returns the username, or the API error.
+func whoami(ctx context.Context, token string) (string, error) {
+	c, err := kubernetes.NewForConfig(tokenConfig(token))
+	if err != nil {
+		return "", err
+	}
+	r, err := c.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return r.Status.UserInfo.Username, nil
+}
+
+// reviewDirect posts a TokenReview straight to the webhook, bypassing kube-apiserver and its cache.
+func reviewDirect(t *testing.T, token string, audiences ...string) authenticationv1.TokenReviewStatus {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(webhookCA)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	body, _ := json.Marshal(authenticationv1.TokenReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"},
+		Spec:     authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
+	})
+	resp, err := hc.Post(webhookURL, "application/json", bytes.NewReader(body)) //nolint:noctx // bounded by the client timeout
+	if err != nil {
+		t.Fatalf("POST /authenticate: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var review authenticationv1.TokenReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
+		t.Fatalf("decode TokenReview: %v", err)
+	}
+	return review.Status
+}
+
+func newOIDC(name string, iss *testissuer.Issuer) *v1alpha1.OpenIDConnect {
+	return &v1alpha1.OpenIDConnect{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.OpenIDConnectSpec{
+			IssuerURL: iss.URL,
+			Audiences: []string{audience},
+			CABundle:  iss.CAPEM(),
+		},
+	}
+}
+
+func createOIDC(t *testing.T, obj *v1alpha1.OpenIDConnect) {
+	t.Helper()
+	if err := adminClient.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create OpenIDConnect %s: %v", obj.Name, err)
+	}
+	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), obj) })
+}
+
+// eventually polls cond every 50ms until it returns nil or timeout passes, and returns how long it took.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	return 0
+}
+
+func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
+	var obj v1alpha1.OpenIDConnect
+	if err := adminClient.Get(context.Background(), client.ObjectKey{Name: name}, &obj); err != nil {
+		return nil, nil, err
+	}
+	c := meta.FindStatusCondition(obj.Status.Conditions, typ)
+	if c == nil {
+		return nil, &obj, fmt.Errorf("no %s condition yet", typ)
+	}
+	return c, &obj, nil
+}
+
+func TestEndToEndThroughKubeAPIServer(t *testing.T) {
+	ctx := context.Background()
+	token := func() string {
+		tok, err := issuer.Mint(testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}()
+
+	if _, err := whoami(ctx, token); !apierrors.IsUnauthorized(err) {
+		t.Fatalf("before any OpenIDConnect: err = %v, want 401", err)
+	}
+
+	createOIDC(t, newOIDC("hub", issuer))
+	took := eventually(t, 10*time.Second, "token accepted after the object is created", func() error {
+		_, err := whoami(ctx, token)
+		return err
+	})
+	t.Logf("token accepted %s after the OpenIDConnect was created", took.Round(time.Millisecond))
+
+	t.Run("SelfSubjectReview shows the prefixed username", func(t *testing.T) {
+		got, err := whoami(ctx, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "hub:system:serviceaccount:tenant-a:reconciler"; got != want {
+			t.Fatalf("username = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("status reports Ready, keys and the example username", func(t *testing.T) {
+		eventually(t, 10*time.Second, "Ready=True", func() error {
+			c, obj, err := condition("hub", v1alpha1.ConditionReady)
+			if err != nil {
+				return err
+			}
+			if c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonActive {
+				return fmt.Errorf("Ready = %s/%s: %s", c.Status, c.Reason, c.Message)
+			}
+			ks := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionKeysSynced)
+			if ks == nil || ks.Status != metav1.ConditionTrue {
+				return fmt.Errorf("KeysSynced = %+v", ks)
+			}
+			s := obj.Status
+			if s.ObservedGeneration != obj.Generation || s.JWKSURI != issuer.URL+"/jwks" || len(s.Keys) != 1 ||
+				s.Keys[0].KID != issuer.SigningKey().KID || s.LastKeysRefreshTime == nil ||
+				s.ExampleUsername != "hub:system:serviceaccount:<namespace>:<name>" || s.UsernamePrefix != "hub:" || s.KeyCount != 1 {
+				return fmt.Errorf("status = %+v", s)
+			}
+			return nil
+		})
+	})
+
+	t.Run("RBAC allows exactly what the RoleBinding grants", func(t *testing.T) {
+		for _, ns := range []string{"team", "other"} {
+			if err := adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+		role := &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: "pod-reader", Namespace: "team"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}},
+		}
+		binding := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "hub-reconciler", Namespace: "team"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-reader"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "hub:system:serviceaccount:tenant-a:reconciler"}},
+		}
+		for _, o := range []client.Object{role, binding} {
+			if err := adminClient.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := kubernetes.NewForConfig(tokenConfig(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "list pods in team", func() error {
+			_, err := c.CoreV1().Pods("team").List(ctx, metav1.ListOptions{})
+			return err
+		})
+		if _, err := c.CoreV1().Pods("other").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("list pods in other: err = %v, want 403", err)
+		}
+		if _, err := c.CoreV1().Secrets("team").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("list secrets in team: err = %v, want 403", err)
+		}
+		if _, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("list namespaces: err = %v, want 403", err)
+		}
+	})
+
+	t.Run("bad tokens are refused with 401", func(t *testing.T) {
+		forger, err := testissuer.NewKey(jose.RS256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
+		claims["iss"] = issuer.URL
+		claims["exp"] = time.Now().Add(time.Hour).Unix()
+		expired := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
+		expired["exp"] = time.Now().Add(-time.Minute).Unix()
+		expired["iat"] = time.Now().Add(-time.Hour).Unix()
+		expired["nbf"] = time.Now().Add(-time.Hour).Unix()
+		mustMint := func(c testissuer.Claims) string {
+			tok, err := issuer.Mint(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		untrusted, err := testissuer.Sign(forger, claims, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, _ := json.Marshal(claims)
+		algNone := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + base64.RawURLEncoding.EncodeToString(payload) + "."
+		cases := map[string]string{
+			"wrong audience": mustMint(testissuer.ServiceAccountClaims("tenant-a", "reconciler", "https://some-other-cluster:6443")),
+			"expired":        mustMint(expired),
+			"untrusted key":  untrusted,
+			"alg none":       algNone,
+		}
+		for name, tok := range cases {
+			if _, err := whoami(ctx, tok); !apierrors.IsUnauthorized(err) {
+				t.Errorf("%s: err = %v, want 401", name, err)
+			}
+			if st := reviewDirect(t, tok); st.Authenticated || st.Error == "" || strings.Contains(st.Error, tok) {
+				t.Errorf("%s: direct review = %+v", name, st)
+			}
+		}
+	})
+
+	t.Run("direct TokenReview answers audiences as the intersection", func(t *testing.T) {
+		st := reviewDirect(t, token, "https://cluster-b.example", audience)
+		if !st.Authenticated || len(st.Audiences) != 1 || st.Audiences[0] != audience {
+			t.Fatalf("status = %+v, want audiences [%s]", st, audience)
+		}
+		st = reviewDirect(t, token, "https://cluster-b.example")
+		if len(st.Audiences) != 0 {
+			t.Fatalf("foreign audience vouched for: %v", st.Audiences)
+		}
+	})
+
+	t.Run("deleting the object refuses its tokens", func(t *testing.T) {
+		if err := adminClient.Delete(ctx, &v1alpha1.OpenIDConnect{ObjectMeta: metav1.ObjectMeta{Name: "hub"}}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		webhook := eventually(t, 5*time.Second, "webhook refuses the token", func() error {
+			if reviewDirect(t, token).Authenticated {
+				return fmt.Errorf("still authenticated")
+			}
+			return nil
+		})
+		apiserver := eventually(t, 30*time.Second, "kube-apiserver refuses the token", func() error {
+			if _, err := whoami(ctx, token); !apierrors.IsUnauthorized(err) {
+				return fmt.Errorf("err = %v", err)
+			}
+			return nil
+		})
+		_ = start
+		t.Logf("after delete: webhook refused after %s, kube-apiserver after %s", webhook.Round(time.Millisecond), (webhook + apiserver).Round(time.Millisecond))
+		if webhook > 2*time.Second {
+			t.Errorf("webhook took %s to refuse a deleted issuer's token, want <= 2s", webhook)
+		}
+	})
+}
+
+func TestInvalidObjectIsReportedAndNotRouted(t *testing.T) {
+	ctx := context.Background()
+	iss, err := testissuer.New(jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	bad := newOIDC("bad-cel", iss)
+	bad.Spec.UsernamePrefix = ""
+	bad.Spec.ClaimMappings = &v1alpha1.ClaimMappings{Username: &v1alpha1.CELExpression{Expression: "claims.sub +"}}
+	createOIDC(t, bad)
+
+	eventually(t, 10*time.Second, "Ready=False InvalidSpec", func() error {
+		c, _, err := condition("bad-cel", v1alpha1.ConditionReady)
+		if err != nil {
+			return err
+		}
+		if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonInvalidSpec || !strings.Contains(c.Message, "claimMappings") {
+			return fmt.Errorf("Ready = %s/%s: %s", c.Status, c.Reason, c.Message)
+		}
+		return nil
+	})
+	tok, err := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := reviewDirect(t, tok); st.Authenticated {
+		t.Fatal("token of an invalid object authenticated")
+	}
+
+	// Fixing the object routes it.
+	var obj v1alpha1.OpenIDConnect
+	if err := adminClient.Get(ctx, client.ObjectKey{Name: "bad-cel"}, &obj); err != nil {
+		t.Fatal(err)
+	}
+	obj.Spec.ClaimMappings.Username.Expression = `"fixed:" + claims.sub`
+	if err := adminClient.Update(ctx, &obj); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "fixed object authenticates", func() error {
+		st := reviewDirect(t, tok)
+		if !st.Authenticated || st.User.Username != "fixed:alice" {
+			return fmt.Errorf("status = %+v", st)
+		}
+		return nil
+	})
+}
+
+func TestKeysSyncedFalseKeepsServing(t *testing.T) {
+	iss, err := testissuer.New(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	createOIDC(t, newOIDC("flaky", iss))
+	tok, err := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "authenticated", func() error {
+		if !reviewDirect(t, tok).Authenticated {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	iss.SetFailing(true)
+	// A token with an unknown kid forces a (failing) refetch; the webhook must keep its last good keys.
+	if _, err := iss.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	unknown, _ := iss.Mint(testissuer.Claims{"sub": "bob", "aud": audience})
+	eventually(t, 10*time.Second, "KeysSynced=False while Ready stays True", func() error {
+		// Each review may trigger one refetch (at most one per --min-refetch-interval), which fails.
+		if reviewDirect(t, unknown).Authenticated {
+			t.Fatal("token of an unreachable issuer's unknown key authenticated")
+		}
+		ks, obj, err := condition("flaky", v1alpha1.ConditionKeysSynced)
+		if err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady)
+		if ks.Status != metav1.ConditionFalse || ks.Reason != v1alpha1.ReasonFetchFailed || ready == nil || ready.Status != metav1.ConditionTrue {
+			return fmt.Errorf("KeysSynced = %+v, Ready = %+v", ks, ready)
+		}
+		return nil
+	})
+	if !reviewDirect(t, tok).Authenticated {
+		t.Fatal("token of the last good key refused while the issuer is failing")
+	}
+}
+
+func TestStaticKeysNeedNoNetwork(t *testing.T) {
+	iss, err := testissuer.New(jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := iss.JWKS()
+	tok, err := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := newOIDC("static", iss)
+	obj.Spec.CABundle = nil
+	obj.Spec.JWKS = &v1alpha1.JWKSSpec{Keys: jwks}
+	iss.Close() // the issuer is unreachable from here on
+	createOIDC(t, obj)
+	eventually(t, 10*time.Second, "static keys authenticate", func() error {
+		st := reviewDirect(t, tok)
+		if !st.Authenticated || st.User.Username != "static:alice" {
+			return fmt.Errorf("status = %+v", st)
+		}
+		return nil
+	})
+}
+
+func TestReadyz(t *testing.T) {
+	if err := waitHTTP(probeURL+"/readyz", time.Second); err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	if err := waitHTTP(probeURL+"/healthz", time.Second); err != nil {
+		t.Fatalf("healthz: %v", err)
+	}
+}
