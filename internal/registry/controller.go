@@ -18,7 +18,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -41,7 +40,6 @@ type Reconciler struct {
 	Client   client.Client
 	Router   Router
 	Recorder events.EventRecorder
-	Clock    clock.WithTicker
 	Log      logr.Logger
 	// EntryOptions are passed to every entry; OnRefresh is set by the reconciler.
 	EntryOptions authn.EntryOptions
@@ -73,9 +71,6 @@ func (r *Reconciler) init() {
 		r.built = map[string]string{}
 		r.invalid = map[string]int64{}
 		r.events = make(chan event.GenericEvent, 1024)
-	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
 	}
 }
 

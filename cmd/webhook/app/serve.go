@@ -110,7 +110,6 @@ func (o *ServeOptions) Complete(ctx context.Context) (*server, error) {
 		Client:             mgr.GetClient(),
 		Router:             router,
 		Recorder:           mgr.GetEventRecorder("clustertrust"),
-		Clock:              clock.RealClock{},
 		Log:                log.WithName("registry"),
 		EntryOptions:       authn.EntryOptions{Compiler: authn.NewCompiler(), Clock: clock.RealClock{}},
 		RefreshInterval:    o.KeyRefreshInterval,
