@@ -51,7 +51,7 @@ type discoveryDocument struct {
 // the document names issuer, as OpenID Connect Discovery requires; a mismatch means the document belongs
 // to someone else.
 func discover(ctx context.Context, client *http.Client, discoveryURL, issuer string) (string, error) {
-	body, err := get(ctx, client, discoveryURL, maxDiscoveryBytes)
+	body, err := get(ctx, client, discoveryURL, acceptDiscovery, maxDiscoveryBytes)
 	if err != nil {
 		return "", fmt.Errorf("could not fetch discovery document: %w", err)
 	}
@@ -68,15 +68,22 @@ func discover(ctx context.Context, client *http.Client, discoveryURL, issuer str
 	return doc.JWKSURI, nil
 }
 
+// Accept headers. kube-apiserver answers 406 to a JWKS request that does not accept
+// application/jwk-set+json, so the JWKS fetch names both media types.
+const (
+	acceptDiscovery = "application/json"
+	acceptJWKS      = "application/jwk-set+json, application/json"
+)
+
 // get performs one bounded GET and returns the body of a 200 response.
-func get(ctx context.Context, client *http.Client, url string, maxBytes int64) ([]byte, error) {
+func get(ctx context.Context, client *http.Client, url, accept string, maxBytes int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("could not build request: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err

@@ -279,7 +279,7 @@ func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	body, err := get(ctx, k.opts.Client, uri, maxJWKSBytes)
+	body, err := get(ctx, k.opts.Client, uri, acceptJWKS, maxJWKSBytes)
 	if err != nil {
 		return nil, uri, fmt.Errorf("could not fetch JWKS: %w", err)
 	}

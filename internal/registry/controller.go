@@ -35,6 +35,11 @@ type Router interface {
 	Get(key string) (*authn.Entry, bool)
 }
 
+// The permissions the reconciler needs; `make manifests` turns them into config/rbac/role.yaml.
+// +kubebuilder:rbac:groups=authentication.clustertrust.io,resources=openidconnects,verbs=get;list;watch
+// +kubebuilder:rbac:groups=authentication.clustertrust.io,resources=openidconnects/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // Reconciler keeps the router equal to the set of valid OpenIDConnect objects.
 type Reconciler struct {
 	Client   client.Client

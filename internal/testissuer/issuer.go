@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,7 +199,12 @@ func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	if i.fault(w, r) {
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	// Like kube-apiserver, refuse a client that does not accept the JWK Set media type.
+	if !strings.Contains(r.Header.Get("Accept"), "application/jwk-set+json") {
+		http.Error(w, "not acceptable", http.StatusNotAcceptable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
 	_, _ = w.Write(i.JWKS())
 }
 
