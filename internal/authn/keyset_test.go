@@ -263,7 +263,7 @@ func TestParseJWKS(t *testing.T) {
 			t.Parallel()
 			keys, err := ParseJWKS([]byte(tt.jwks))
 			if tt.wantErr != nil {
-				if err == nil || (tt.wantErr != errAny && !errors.Is(err, tt.wantErr)) {
+				if err == nil || (!errors.Is(tt.wantErr, errAny) && !errors.Is(err, tt.wantErr)) {
 					t.Fatalf("ParseJWKS() error = %v, want %v", err, tt.wantErr)
 				}
 				return

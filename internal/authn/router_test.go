@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"reflect"
 	"slices"
 	"testing"
@@ -188,7 +189,7 @@ func TestRouterStoreDeleteAndOrder(t *testing.T) {
 	r := NewRouter()
 	token := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
 
-	if _, ok, err := r.AuthenticateToken(context.Background(), token); ok || err != ErrUnknownIssuer {
+	if _, ok, err := r.AuthenticateToken(context.Background(), token); ok || !errors.Is(err, ErrUnknownIssuer) {
 		t.Fatalf("empty router: %v, %v; want ErrUnknownIssuer", ok, err)
 	}
 	newer := baseConfig(iss)

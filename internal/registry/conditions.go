@@ -28,7 +28,7 @@ func entryStatus(obj *v1alpha1.OpenIDConnect, cfg authn.Config, ks authn.KeySetS
 		ObservedGeneration: obj.Generation,
 		Conditions:         copyConditions(obj.Status.Conditions),
 		JWKSURI:            ks.JWKSURI,
-		KeyCount:           int32(len(ks.Keys)),
+		KeyCount:           int32(len(ks.Keys)), //nolint:gosec // G115: bounded by authn's limit of 64 keys per set
 		UsernamePrefix:     cfg.UsernamePrefix,
 		ExampleUsername:    ExampleUsername(cfg),
 	}

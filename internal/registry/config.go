@@ -24,10 +24,10 @@ func ToConfig(obj *v1alpha1.OpenIDConnect) (authn.Config, error) {
 	usernamePrefix := v1alpha1.EffectivePrefix(spec.UsernamePrefix, obj.Name)
 	groupsPrefix := v1alpha1.EffectivePrefix(spec.GroupsPrefix, obj.Name)
 	if strings.HasPrefix(usernamePrefix, "system:") {
-		errs = append(errs, fmt.Errorf("usernamePrefix %q must not start with system:", usernamePrefix))
+		errs = append(errs, fmt.Errorf("usernamePrefix %q must not start with \"system:\"", usernamePrefix))
 	}
 	if strings.HasPrefix(groupsPrefix, "system:") {
-		errs = append(errs, fmt.Errorf("groupsPrefix %q must not start with system:", groupsPrefix))
+		errs = append(errs, fmt.Errorf("groupsPrefix %q must not start with \"system:\"", groupsPrefix))
 	}
 	audiences := spec.EffectiveAudiences()
 	if len(audiences) == 0 {

@@ -136,7 +136,7 @@ func TestTrustAddedAndRemovedAtRuntime(t *testing.T) {
 		// kube-apiserver caches successful token authentications for 10s regardless of the webhook TTL.
 		eventually(t, 20*time.Second, "kube-apiserver refuses after delete", func() error {
 			if _, err := whoami(t, token); !apierrors.IsUnauthorized(err) {
-				return fmt.Errorf("err = %v", err)
+				return fmt.Errorf("err = %w", err)
 			}
 			return nil
 		})

@@ -1,3 +1,5 @@
+//go:build integration
+
 package integration
 
 import (
@@ -39,7 +41,9 @@ func TestCRDValidation(t *testing.T) {
 		{name: "system groups prefix", mutate: func(s *v1alpha1.OpenIDConnectSpec) { s.GroupsPrefix = "system:" }, wantErr: "groupsPrefix must not start with system:"},
 		{name: "symmetric algorithm", mutate: func(s *v1alpha1.OpenIDConnectSpec) { s.SupportedSigningAlgs = []string{"HS256"} }, wantErr: "Unsupported value"},
 		{name: "alg none", mutate: func(s *v1alpha1.OpenIDConnectSpec) { s.SupportedSigningAlgs = []string{"none"} }, wantErr: "Unsupported value"},
-		{name: "http discovery URL", mutate: func(s *v1alpha1.OpenIDConnectSpec) { s.DiscoveryURL = "http://10.0.0.1/.well-known/openid-configuration" }, wantErr: "discoveryURL must be an https URL"},
+		{name: "http discovery URL", mutate: func(s *v1alpha1.OpenIDConnectSpec) {
+			s.DiscoveryURL = "http://10.0.0.1/.well-known/openid-configuration"
+		}, wantErr: "discoveryURL must be an https URL"},
 		{name: "static keys and discovery URL", mutate: func(s *v1alpha1.OpenIDConnectSpec) {
 			s.DiscoveryURL = "https://10.0.0.1/.well-known/openid-configuration"
 			s.JWKS = &v1alpha1.JWKSSpec{Keys: []byte(`{"keys":[]}`)}

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package integration runs the webhook binary's serve command against a real kube-apiserver and etcd
 // (controller-runtime envtest with the binaries hack/build-control-plane.sh builds). The kube-apiserver
 // is started with --authentication-token-webhook-config-file pointing at the webhook, so every bearer
@@ -134,6 +136,12 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 
+	// The webhook's logs go to a file, printed only when a test fails.
+	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	if err != nil {
+		return 1, err
+	}
+	defer func() { _ = logFile.Close() }()
 	ctx, cancel := context.WithCancel(context.Background())
 	webhookDone := make(chan int, 1)
 	go func() {
@@ -146,7 +154,8 @@ func run(m *testing.M) (int, error) {
 			"--metrics-bind-address", "0",
 			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probePort),
 			"--min-refetch-interval", "100ms",
-		}, os.Stderr, os.Stderr)
+			"--v", "4",
+		}, logFile, logFile)
 	}()
 	defer func() {
 		cancel()
@@ -165,7 +174,12 @@ func run(m *testing.M) (int, error) {
 	}
 	defer issuer.Close()
 	audience = restConfig.Host // as Flux's generic provider sends it: the target address string
-	return m.Run(), nil
+	code := m.Run()
+	if code != 0 {
+		logs, _ := os.ReadFile(logFile.Name())
+		fmt.Fprintf(os.Stderr, "--- webhook log:\n%s\n", logs)
+	}
+	return code, nil
 }
 
 func freePort() (int, error) {

@@ -1,3 +1,5 @@
+//go:build integration
+
 package integration
 
 import (
@@ -266,7 +268,7 @@ func TestEndToEndThroughKubeAPIServer(t *testing.T) {
 		})
 		apiserver := eventually(t, 30*time.Second, "kube-apiserver refuses the token", func() error {
 			if _, err := whoami(ctx, token); !apierrors.IsUnauthorized(err) {
-				return fmt.Errorf("err = %v", err)
+				return fmt.Errorf("err = %w", err)
 			}
 			return nil
 		})

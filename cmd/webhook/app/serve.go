@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -45,7 +46,7 @@ func newServeCommand() *cobra.Command {
 			if errs := o.Validate(); len(errs) > 0 {
 				return errors.Join(errs...)
 			}
-			s, err := o.Complete(cmd.Context())
+			s, err := o.Complete(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -67,9 +68,8 @@ type server struct {
 
 // Complete does the I/O that Validate may not: it reads the serving certificate, loads the kubeconfig,
 // checks that the API server answers, and wires the router, the reconciler and the manager.
-func (o *ServeOptions) Complete(ctx context.Context) (*server, error) {
-	log := newLogger(o.LogLevel, o.LogDevelopment)
-	ctrl.SetLogger(log)
+func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*server, error) {
+	log := newLogger(logOutput, o.LogLevel, o.LogDevelopment)
 
 	if err := checkReadable("--tls-cert-file", o.TLSCertFile); err != nil {
 		return nil, err
@@ -90,6 +90,8 @@ func (o *ServeOptions) Complete(ctx context.Context) (*server, error) {
 		return nil, err
 	}
 
+	// controller-runtime's logger is process-global; set it only once the fail-fast checks passed.
+	ctrl.SetLogger(log)
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
@@ -136,7 +138,7 @@ func (o *ServeOptions) Complete(ctx context.Context) (*server, error) {
 // Run serves until ctx is done, then drains in-flight reviews for up to --shutdown-timeout.
 func (s *server) Run(ctx context.Context) error {
 	addr := net.JoinHostPort(s.opts.BindAddress, strconv.Itoa(s.opts.SecurePort))
-	ln, err := net.Listen("tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("could not listen on %s: %w", addr, err)
 	}
@@ -204,16 +206,12 @@ func pingAPIServer(ctx context.Context, cfg *rest.Config) error {
 	return nil
 }
 
-func newLogger(level int, development bool) logr.Logger {
-	cfg := zap.NewProductionConfig()
+// newLogger logs JSON (or, for development, console lines) to w through zap.
+func newLogger(w io.Writer, level int, development bool) logr.Logger {
+	encoder := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	if development {
-		cfg = zap.NewDevelopmentConfig()
+		encoder = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	}
-	cfg.Level = zap.NewAtomicLevelAt(zapcore.Level(-level))
-	cfg.DisableStacktrace = !development
-	z, err := cfg.Build()
-	if err != nil {
-		return logr.Discard()
-	}
-	return zapr.NewLogger(z)
+	lvl := zapcore.Level(-level) //nolint:gosec // G115: Validate bounds --v to 0..10
+	return zapr.NewLogger(zap.New(zapcore.NewCore(encoder, zapcore.AddSync(w), lvl)))
 }
