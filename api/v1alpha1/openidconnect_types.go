@@ -32,8 +32,8 @@ const (
 
 // OpenIDConnectSpec declares one trusted upstream issuer and how its tokens map to downstream users.
 //
-// +kubebuilder:validation:XValidation:rule="(has(self.audiences) && size(self.audiences) > 0) || (has(self.clientID) && self.clientID != ”)",message="at least one audience is required (audiences, or the deprecated clientID)"
-// +kubebuilder:validation:XValidation:rule="!has(self.clientID) || self.clientID == ” || !has(self.audiences) || self.clientID in self.audiences",message="clientID must be one of audiences when both are set"
+// +kubebuilder:validation:XValidation:rule="(has(self.audiences) && size(self.audiences) > 0) || (has(self.clientID) && size(self.clientID) > 0)",message="at least one audience is required (audiences, or the deprecated clientID)"
+// +kubebuilder:validation:XValidation:rule="!has(self.clientID) || size(self.clientID) == 0 || !has(self.audiences) || self.clientID in self.audiences",message="clientID must be one of audiences when both are set"
 // +kubebuilder:validation:XValidation:rule="!has(self.discoveryURL) || self.discoveryURL != self.issuerURL",message="discoveryURL must differ from issuerURL"
 // +kubebuilder:validation:XValidation:rule="!has(self.jwks) || !has(self.discoveryURL)",message="jwks and discoveryURL are mutually exclusive: static keys need no discovery"
 type OpenIDConnectSpec struct {

@@ -4,6 +4,7 @@
 // 127.0.0.1 (no container engine needed). Use it through hack/clusters.sh.
 //
 //	devcluster up | down | env | status | stop CLUSTER | start CLUSTER | rotate-key CLUSTER
+//	devcluster certs DIR   (a webhook CA, a serving certificate for 127.0.0.1 and webhook.kubeconfig)
 package main
 
 import (
@@ -103,6 +104,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	case "status":
 		return status(o, stdout)
+	case "certs":
+		if len(rest) != 2 {
+			return errors.New("usage: devcluster certs DIR")
+		}
+		url := "https://127.0.0.1:" + strconv.Itoa(webhookPort+o.offset) + "/authenticate"
+		if _, _, _, err := writeWebhookCerts(rest[1], url); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote webhook-ca.crt, webhook.crt, webhook.key and webhook.kubeconfig (for %s) to %s\n", url, rest[1])
+		return nil
 	case "stop", "start", "rotate-key":
 		if len(rest) != 2 {
 			return fmt.Errorf("usage: devcluster %s CLUSTER", cmd)
@@ -155,10 +166,11 @@ func up(ctx context.Context, o options, stdout io.Writer) error {
 		return fmt.Errorf("%w (run `hack/clusters.sh down` to clean up)", err)
 	}
 
-	webhookCertFile, webhookKeyFile, err := writeWebhookCerts(s)
+	webhookCertFile, webhookKeyFile, webhookKubeconfig, err := writeWebhookCerts(s.Dir, s.WebhookURL)
 	if err != nil {
 		return fail(err)
 	}
+	s.WebhookCA = filepath.Join(s.Dir, "webhook-ca.crt")
 	for _, cp := range clusterPorts {
 		c, err := newCluster(o.stateDir, cp.name, cp.port+o.offset, cp.etcdPort+o.offset)
 		if err != nil {
@@ -166,20 +178,8 @@ func up(ctx context.Context, o options, stdout io.Writer) error {
 		}
 		s.Clusters[cp.name] = c
 		if cp.name == "downstream" {
-			cfgFile := filepath.Join(c.Dir, "webhook.kubeconfig")
-			caPEM, err := os.ReadFile(s.WebhookCA)
-			if err != nil {
-				return fail(err)
-			}
-			kc, err := app.WebhookKubeconfig(s.WebhookURL, caPEM, nil, nil)
-			if err != nil {
-				return fail(err)
-			}
-			if err := os.WriteFile(cfgFile, kc, 0o600); err != nil {
-				return fail(err)
-			}
 			c.ExtraArgs = []string{
-				"--authentication-token-webhook-config-file", cfgFile,
+				"--authentication-token-webhook-config-file", webhookKubeconfig,
 				"--authentication-token-webhook-version", "v1",
 				"--authentication-token-webhook-cache-ttl", o.webhookCacheTTL,
 			}
@@ -244,20 +244,33 @@ func up(ctx context.Context, o options, stdout io.Writer) error {
 	return nil
 }
 
-func writeWebhookCerts(s *State) (certFile, keyFile string, err error) {
+// writeWebhookCerts writes, into dir, clustertrust's CA (webhook-ca.crt), a serving certificate for
+// 127.0.0.1 (webhook.crt, webhook.key) and the kubeconfig kube-apiserver uses to call url
+// (webhook.kubeconfig).
+func writeWebhookCerts(dir, url string) (certFile, keyFile, kubeconfig string, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", "", err
+	}
 	ca, err := pki.NewCA("clustertrust-webhook-ca")
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	s.WebhookCA = filepath.Join(s.Dir, "webhook-ca.crt")
-	if err := os.WriteFile(s.WebhookCA, ca.CertPEM(), 0o644); err != nil {
-		return "", "", err
+	if err := os.WriteFile(filepath.Join(dir, "webhook-ca.crt"), ca.CertPEM(), 0o644); err != nil { //nolint:gosec // G306: a certificate is public
+		return "", "", "", err
 	}
 	pair, err := ca.Serving("clustertrust", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	return pair.Write(s.Dir, "webhook")
+	if certFile, keyFile, err = pair.Write(dir, "webhook"); err != nil {
+		return "", "", "", err
+	}
+	kc, err := app.WebhookKubeconfig(url, ca.CertPEM(), nil, nil)
+	if err != nil {
+		return "", "", "", err
+	}
+	kubeconfig = filepath.Join(dir, "webhook.kubeconfig")
+	return certFile, keyFile, kubeconfig, os.WriteFile(kubeconfig, kc, 0o600)
 }
 
 func down(o options, stdout io.Writer) error {
