@@ -77,8 +77,9 @@ log "building kube-apiserver and kubectl v${KUBERNETES_VERSION} (first build: ab
 ( while sleep 30; do log "... still compiling ($(date +%T))"; done ) &
 ticker=$!
 trap 'kill ${ticker} 2>/dev/null || true; rm -rf "${work}"' EXIT
-ldflags="-X k8s.io/component-base/version.gitVersion=v${KUBERNETES_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${KUBERNETES_VERSION#*.}"
-ldflags="${ldflags%.*}"
+minor="${KUBERNETES_VERSION#*.}"
+minor="${minor%%.*}"
+ldflags="-X k8s.io/component-base/version.gitVersion=v${KUBERNETES_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}"
 (cd "${work}/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags}" -o "${out}/.build/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
 mv "${out}/.build/kube-apiserver" "${out}/.build/kubectl" "${out}/"

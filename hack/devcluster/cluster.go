@@ -109,17 +109,8 @@ func (c *Cluster) startEtcd(bin string) error {
 		return err
 	}
 	c.Etcd = p
-	return waitUntil(p, 30*time.Second, c.Name+" etcd health", func() error {
-		resp, err := http.Get(client + "/health") //nolint:noctx // bounded local poll
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("etcd /health: %s", resp.Status)
-		}
-		return nil
-	})
+	hc := &http.Client{Timeout: 2 * time.Second}
+	return waitUntil(p, 30*time.Second, c.Name+" etcd health", func() error { return httpOK(hc, client+"/health") })
 }
 
 func (c *Cluster) apiserverArgs() []string {
@@ -157,17 +148,7 @@ func (c *Cluster) startAPIServer(bin string) error {
 	if err != nil {
 		return err
 	}
-	return waitUntil(p, 120*time.Second, c.Name+" kube-apiserver /readyz", func() error {
-		resp, err := hc.Get(c.Issuer + "/readyz") //nolint:noctx // bounded local poll
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	})
+	return waitUntil(p, 120*time.Second, c.Name+" kube-apiserver /readyz", func() error { return httpOK(hc, c.Issuer+"/readyz") })
 }
 
 // httpClient authenticates as the cluster's admin.

@@ -234,7 +234,7 @@ func up(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := waitUntil(s.Webhook, 60*time.Second, "clustertrust /readyz", func() error { return httpOK(s.ProbeURL + "/readyz") }); err != nil {
+	if err := waitUntil(s.Webhook, 60*time.Second, "clustertrust /readyz", func() error { return httpOK(&http.Client{Timeout: 2 * time.Second}, s.ProbeURL+"/readyz") }); err != nil {
 		return fail(err)
 	}
 	if err := s.save(); err != nil {
@@ -388,8 +388,8 @@ func sortedNames(s *State) []string {
 	return names
 }
 
-func httpOK(url string) error {
-	c := &http.Client{Timeout: 2 * time.Second}
+// httpOK GETs url with c and fails unless the answer is 200.
+func httpOK(c *http.Client, url string) error {
 	resp, err := c.Get(url) //nolint:noctx // bounded local poll
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
+	"github.com/clustertrust/clustertrust/test/framework"
 )
 
 // The tests run in file order and each cleans up what it creates.
@@ -35,7 +36,7 @@ func TestServiceAccountTokenMapsToPrefixedUser(t *testing.T) {
 	bindRole(t, "apps", "hub-reconciler", rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}, []string{"pods"}, []string{"list"})
 	c := asToken(t, token)
 	ctx := context.Background()
-	eventually(t, 10*time.Second, "list pods in apps", func() error {
+	framework.Eventually(t, 10*time.Second, "list pods in apps", func() error {
 		_, err := c.CoreV1().Pods("apps").List(ctx, metav1.ListOptions{})
 		return err
 	})
@@ -57,7 +58,7 @@ func TestGroupBindingGrantsUpstreamNamespace(t *testing.T) {
 	ctx := context.Background()
 	for _, sa := range []string{"builder", "deployer"} {
 		c := asToken(t, upstream.serviceAccountToken(t, "tenant-b", sa, downstreamAudience))
-		eventually(t, 10*time.Second, "tenant-b/"+sa+" lists configmaps", func() error {
+		framework.Eventually(t, 10*time.Second, "tenant-b/"+sa+" lists configmaps", func() error {
 			_, err := c.CoreV1().ConfigMaps("shared").List(ctx, metav1.ListOptions{})
 			return err
 		})
@@ -111,14 +112,14 @@ func TestTrustAddedAndRemovedAtRuntime(t *testing.T) {
 		}
 		start := time.Now()
 		trust(t, name, nil)
-		eventually(t, 2*time.Second, "webhook accepts after create", func() error {
+		framework.Eventually(t, 2*time.Second, "webhook accepts after create", func() error {
 			if !reviewDirect(t, token).Authenticated {
 				return fmt.Errorf("not yet")
 			}
 			return nil
 		})
 		addWebhook = append(addWebhook, time.Since(start))
-		eventually(t, 5*time.Second, "kube-apiserver accepts after create", func() error {
+		framework.Eventually(t, 5*time.Second, "kube-apiserver accepts after create", func() error {
 			_, err := whoami(t, token)
 			return err
 		})
@@ -126,7 +127,7 @@ func TestTrustAddedAndRemovedAtRuntime(t *testing.T) {
 
 		start = time.Now()
 		untrust(t, name)
-		eventually(t, 2*time.Second, "webhook refuses after delete", func() error {
+		framework.Eventually(t, 2*time.Second, "webhook refuses after delete", func() error {
 			if reviewDirect(t, token).Authenticated {
 				return fmt.Errorf("still authenticated")
 			}
@@ -134,7 +135,7 @@ func TestTrustAddedAndRemovedAtRuntime(t *testing.T) {
 		})
 		delWebhook = append(delWebhook, time.Since(start))
 		// kube-apiserver caches successful token authentications for 10s regardless of the webhook TTL.
-		eventually(t, 20*time.Second, "kube-apiserver refuses after delete", func() error {
+		framework.Eventually(t, 20*time.Second, "kube-apiserver refuses after delete", func() error {
 			if _, err := whoami(t, token); !apierrors.IsUnauthorized(err) {
 				return fmt.Errorf("err = %w", err)
 			}
@@ -160,7 +161,7 @@ func TestUpstreamKeyRotation(t *testing.T) {
 		t.Fatal("the upstream did not switch to a new signing key")
 	}
 	for name, tok := range map[string]string{"new key": after, "old key": before} {
-		eventually(t, 10*time.Second, name+" accepted", func() error {
+		framework.Eventually(t, 10*time.Second, name+" accepted", func() error {
 			user, err := whoami(t, tok)
 			if err != nil {
 				return err

@@ -12,13 +12,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -30,7 +26,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -41,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+	"github.com/clustertrust/clustertrust/test/framework"
 )
 
 // cluster is one control plane as the tests see it.
@@ -174,50 +170,6 @@ func (c *cluster) serviceAccountToken(t *testing.T, namespace, name, audience st
 	return tr.Status.Token
 }
 
-// asToken returns a downstream client that authenticates with token only.
-func asToken(t *testing.T, token string) *kubernetes.Clientset {
-	t.Helper()
-	cfg := rest.AnonymousClientConfig(downstream.config)
-	cfg.BearerToken = token
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
-// whoami asks the downstream kube-apiserver who token is.
-func whoami(t *testing.T, token string) (string, error) {
-	t.Helper()
-	r, err := asToken(t, token).AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-	if err != nil {
-		return "", err
-	}
-	return r.Status.UserInfo.Username, nil
-}
-
-// reviewDirect posts a TokenReview straight to clustertrust, bypassing kube-apiserver and its cache.
-func reviewDirect(t *testing.T, token string) authenticationv1.TokenReviewStatus {
-	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(webhookCA)
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	body, _ := json.Marshal(authenticationv1.TokenReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"},
-		Spec:     authenticationv1.TokenReviewSpec{Token: token},
-	})
-	resp, err := hc.Post(webhookURL, "application/json", bytes.NewReader(body)) //nolint:noctx // bounded by the client timeout
-	if err != nil {
-		t.Fatalf("POST %s: %v", webhookURL, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var review authenticationv1.TokenReview
-	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
-		t.Fatal(err)
-	}
-	return review.Status
-}
-
 // trust declares the upstream as an OpenIDConnect object on the downstream, deleted when t ends.
 func trust(t *testing.T, name string, mutate func(*v1alpha1.OpenIDConnect)) *v1alpha1.OpenIDConnect {
 	t.Helper()
@@ -250,7 +202,7 @@ func untrust(t *testing.T, name string) {
 // waitReady waits for Ready=True.
 func waitReady(t *testing.T, name string) {
 	t.Helper()
-	eventually(t, 30*time.Second, name+" Ready", func() error {
+	framework.Eventually(t, 30*time.Second, name+" Ready", func() error {
 		c, _, err := condition(name, v1alpha1.ConditionReady)
 		if err != nil {
 			return err
@@ -260,33 +212,6 @@ func waitReady(t *testing.T, name string) {
 		}
 		return nil
 	})
-}
-
-func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
-	var obj v1alpha1.OpenIDConnect
-	if err := downstream.ctrl.Get(context.Background(), client.ObjectKey{Name: name}, &obj); err != nil {
-		return nil, nil, err
-	}
-	c := meta.FindStatusCondition(obj.Status.Conditions, typ)
-	if c == nil {
-		return nil, &obj, fmt.Errorf("no %s condition", typ)
-	}
-	return c, &obj, nil
-}
-
-// eventually polls cond every 50ms until it returns nil, and returns how long that took.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < timeout {
-		if err = cond(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
-	return 0
 }
 
 // clusters runs CLUSTERS_CMD with args (stop|start|rotate-key upstream).
@@ -329,4 +254,30 @@ func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+// asToken returns a downstream client that authenticates with token only.
+func asToken(t *testing.T, token string) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(framework.TokenConfig(downstream.config, token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// whoami asks the downstream kube-apiserver who token is.
+func whoami(t *testing.T, token string) (string, error) {
+	t.Helper()
+	return framework.Whoami(context.Background(), downstream.config, token)
+}
+
+// reviewDirect posts a TokenReview straight to clustertrust, bypassing kube-apiserver and its cache.
+func reviewDirect(t *testing.T, token string) authenticationv1.TokenReviewStatus {
+	t.Helper()
+	return framework.ReviewDirect(t, webhookURL, webhookCA, token)
+}
+
+func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
+	return framework.Condition(context.Background(), downstream.ctrl, name, typ)
 }

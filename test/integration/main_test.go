@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -208,11 +207,4 @@ func waitHTTP(url string, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return last
-}
-
-// tokenConfig is a client of the downstream kube-apiserver that authenticates with token only.
-func tokenConfig(token string) *rest.Config {
-	cfg := rest.AnonymousClientConfig(env.Config)
-	cfg.BearerToken = token
-	return cfg
 }

@@ -3,14 +3,10 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -27,42 +23,8 @@ import (
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
+	"github.com/clustertrust/clustertrust/test/framework"
 )
-
-// whoami asks the downstream kube-apiserver who the token is. It returns the username, or the API error.
-func whoami(ctx context.Context, token string) (string, error) {
-	c, err := kubernetes.NewForConfig(tokenConfig(token))
-	if err != nil {
-		return "", err
-	}
-	r, err := c.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-	if err != nil {
-		return "", err
-	}
-	return r.Status.UserInfo.Username, nil
-}
-
-// reviewDirect posts a TokenReview straight to the webhook, bypassing kube-apiserver and its cache.
-func reviewDirect(t *testing.T, token string, audiences ...string) authenticationv1.TokenReviewStatus {
-	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(webhookCA)
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	body, _ := json.Marshal(authenticationv1.TokenReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"},
-		Spec:     authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
-	})
-	resp, err := hc.Post(webhookURL, "application/json", bytes.NewReader(body)) //nolint:noctx // bounded by the client timeout
-	if err != nil {
-		t.Fatalf("POST /authenticate: %v", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var review authenticationv1.TokenReview
-	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
-		t.Fatalf("decode TokenReview: %v", err)
-	}
-	return review.Status
-}
 
 func newOIDC(name string, iss *testissuer.Issuer) *v1alpha1.OpenIDConnect {
 	return &v1alpha1.OpenIDConnect{
@@ -83,33 +45,6 @@ func createOIDC(t *testing.T, obj *v1alpha1.OpenIDConnect) {
 	t.Cleanup(func() { _ = adminClient.Delete(context.Background(), obj) })
 }
 
-// eventually polls cond every 50ms until it returns nil or timeout passes, and returns how long it took.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < timeout {
-		if err = cond(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
-	return 0
-}
-
-func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
-	var obj v1alpha1.OpenIDConnect
-	if err := adminClient.Get(context.Background(), client.ObjectKey{Name: name}, &obj); err != nil {
-		return nil, nil, err
-	}
-	c := meta.FindStatusCondition(obj.Status.Conditions, typ)
-	if c == nil {
-		return nil, &obj, fmt.Errorf("no %s condition yet", typ)
-	}
-	return c, &obj, nil
-}
-
 func TestEndToEndThroughKubeAPIServer(t *testing.T) {
 	ctx := context.Background()
 	token := func() string {
@@ -125,7 +60,7 @@ func TestEndToEndThroughKubeAPIServer(t *testing.T) {
 	}
 
 	createOIDC(t, newOIDC("hub", issuer))
-	took := eventually(t, 10*time.Second, "token accepted after the object is created", func() error {
+	took := framework.Eventually(t, 10*time.Second, "token accepted after the object is created", func() error {
 		_, err := whoami(ctx, token)
 		return err
 	})
@@ -142,7 +77,7 @@ func TestEndToEndThroughKubeAPIServer(t *testing.T) {
 	})
 
 	t.Run("status reports Ready, keys and the example username", func(t *testing.T) {
-		eventually(t, 10*time.Second, "Ready=True", func() error {
+		framework.Eventually(t, 10*time.Second, "Ready=True", func() error {
 			c, obj, err := condition("hub", v1alpha1.ConditionReady)
 			if err != nil {
 				return err
@@ -184,11 +119,11 @@ func TestEndToEndThroughKubeAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		c, err := kubernetes.NewForConfig(tokenConfig(token))
+		c, err := kubernetes.NewForConfig(framework.TokenConfig(env.Config, token))
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "list pods in team", func() error {
+		framework.Eventually(t, 10*time.Second, "list pods in team", func() error {
 			_, err := c.CoreV1().Pods("team").List(ctx, metav1.ListOptions{})
 			return err
 		})
@@ -260,13 +195,13 @@ func TestEndToEndThroughKubeAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		webhook := eventually(t, 5*time.Second, "webhook refuses the token", func() error {
+		webhook := framework.Eventually(t, 5*time.Second, "webhook refuses the token", func() error {
 			if reviewDirect(t, token).Authenticated {
 				return fmt.Errorf("still authenticated")
 			}
 			return nil
 		})
-		apiserver := eventually(t, 30*time.Second, "kube-apiserver refuses the token", func() error {
+		apiserver := framework.Eventually(t, 30*time.Second, "kube-apiserver refuses the token", func() error {
 			if _, err := whoami(ctx, token); !apierrors.IsUnauthorized(err) {
 				return fmt.Errorf("err = %w", err)
 			}
@@ -292,7 +227,7 @@ func TestInvalidObjectIsReportedAndNotRouted(t *testing.T) {
 	bad.Spec.ClaimMappings = &v1alpha1.ClaimMappings{Username: &v1alpha1.CELExpression{Expression: "claims.sub +"}}
 	createOIDC(t, bad)
 
-	eventually(t, 10*time.Second, "Ready=False InvalidSpec", func() error {
+	framework.Eventually(t, 10*time.Second, "Ready=False InvalidSpec", func() error {
 		c, _, err := condition("bad-cel", v1alpha1.ConditionReady)
 		if err != nil {
 			return err
@@ -319,7 +254,7 @@ func TestInvalidObjectIsReportedAndNotRouted(t *testing.T) {
 	if err := adminClient.Update(ctx, &obj); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "fixed object authenticates", func() error {
+	framework.Eventually(t, 10*time.Second, "fixed object authenticates", func() error {
 		st := reviewDirect(t, tok)
 		if !st.Authenticated || st.User.Username != "fixed:alice" {
 			return fmt.Errorf("status = %+v", st)
@@ -339,7 +274,7 @@ func TestKeysSyncedFalseKeepsServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "authenticated", func() error {
+	framework.Eventually(t, 10*time.Second, "authenticated", func() error {
 		if !reviewDirect(t, tok).Authenticated {
 			return fmt.Errorf("not yet")
 		}
@@ -351,7 +286,7 @@ func TestKeysSyncedFalseKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	unknown, _ := iss.Mint(testissuer.Claims{"sub": "bob", "aud": audience})
-	eventually(t, 10*time.Second, "KeysSynced=False while Ready stays True", func() error {
+	framework.Eventually(t, 10*time.Second, "KeysSynced=False while Ready stays True", func() error {
 		// Each review may trigger one refetch (at most one per --min-refetch-interval), which fails.
 		if reviewDirect(t, unknown).Authenticated {
 			t.Fatal("token of an unreachable issuer's unknown key authenticated")
@@ -386,7 +321,7 @@ func TestStaticKeysNeedNoNetwork(t *testing.T) {
 	obj.Spec.JWKS = &v1alpha1.JWKSSpec{Keys: jwks}
 	iss.Close() // the issuer is unreachable from here on
 	createOIDC(t, obj)
-	eventually(t, 10*time.Second, "static keys authenticate", func() error {
+	framework.Eventually(t, 10*time.Second, "static keys authenticate", func() error {
 		st := reviewDirect(t, tok)
 		if !st.Authenticated || st.User.Username != "static:alice" {
 			return fmt.Errorf("status = %+v", st)
@@ -402,4 +337,17 @@ func TestReadyz(t *testing.T) {
 	if err := waitHTTP(probeURL+"/healthz", time.Second); err != nil {
 		t.Fatalf("healthz: %v", err)
 	}
+}
+
+func whoami(ctx context.Context, token string) (string, error) {
+	return framework.Whoami(ctx, env.Config, token)
+}
+
+func reviewDirect(t *testing.T, token string, audiences ...string) authenticationv1.TokenReviewStatus {
+	t.Helper()
+	return framework.ReviewDirect(t, webhookURL, webhookCA, token, audiences...)
+}
+
+func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
+	return framework.Condition(context.Background(), adminClient, name, typ)
 }

@@ -1,0 +1,104 @@
+// Package framework holds the helpers the integration and e2e suites share: polling, posting a
+// TokenReview straight to the webhook, asking a kube-apiserver who a token is, and reading conditions.
+package framework
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+)
+
+// Eventually polls cond every 50ms until it returns nil and returns how long that took; it fails the
+// test with cond's last error after timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	return 0
+}
+
+// ReviewDirect posts a TokenReview straight to the webhook at url (trusting caPEM), bypassing
+// kube-apiserver and its cache.
+func ReviewDirect(t testing.TB, url string, caPEM []byte, token string, audiences ...string) authenticationv1.TokenReviewStatus {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	body, err := json.Marshal(authenticationv1.TokenReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"},
+		Spec:     authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var review authenticationv1.TokenReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
+		t.Fatalf("decode TokenReview: %v", err)
+	}
+	return review.Status
+}
+
+// TokenConfig is a client configuration for the API server of base that authenticates with token only.
+func TokenConfig(base *rest.Config, token string) *rest.Config {
+	cfg := rest.AnonymousClientConfig(base)
+	cfg.BearerToken = token
+	return cfg
+}
+
+// Whoami asks the API server of base who token is (a SelfSubjectReview) and returns the username.
+func Whoami(ctx context.Context, base *rest.Config, token string) (string, error) {
+	c, err := kubernetes.NewForConfig(TokenConfig(base, token))
+	if err != nil {
+		return "", err
+	}
+	r, err := c.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return r.Status.UserInfo.Username, nil
+}
+
+// Condition returns condition typ of the OpenIDConnect name, with the object.
+func Condition(ctx context.Context, c client.Client, name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
+	var obj v1alpha1.OpenIDConnect
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, &obj); err != nil {
+		return nil, nil, err
+	}
+	cond := meta.FindStatusCondition(obj.Status.Conditions, typ)
+	if cond == nil {
+		return nil, &obj, fmt.Errorf("no %s condition yet", typ)
+	}
+	return cond, &obj, nil
+}
