@@ -30,9 +30,12 @@ func startProcess(name, path string, args []string, logFile string) (*Process, e
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("could not start %s: %w", name, err)
 	}
-	p := &Process{Name: name, PID: cmd.Process.Pid, Path: path, Args: args, Log: logFile}
-	// Reap the child if it exits while this command still runs, so alive() sees it gone.
-	go func() { _ = cmd.Wait() }()
+	p := &Process{Name: name, PID: cmd.Process.Pid, Path: path, Args: args, Log: logFile, exited: make(chan struct{})}
+	// Reap the child if it exits while this command still runs, and keep why.
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
 	return p, nil
 }
 
@@ -49,7 +52,13 @@ func (p *Process) ours() bool {
 	if string(argv0) != p.Path {
 		return false
 	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
+	return alive(p.PID)
+}
+
+// alive reports whether pid exists and has not exited. Unlike ours it does not read the command line,
+// which is briefly empty while a process execs or exits.
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	return err == nil && !isZombie(stat)
 }
 
@@ -64,19 +73,18 @@ func stopProcess(p *Process, grace time.Duration) {
 	if !p.ours() {
 		return
 	}
+	// From here on, wait on the PID alone: it was verified as ours just above.
 	_ = syscall.Kill(p.PID, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
-		if !p.ours() {
+		if !alive(p.PID) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if p.ours() {
-		_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		for i := 0; i < 50 && p.ours(); i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
+	_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	for i := 0; i < 50 && alive(p.PID); i++ {
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -113,8 +121,12 @@ func waitUntil(p *Process, timeout time.Duration, what string, check func() erro
 		if last = check(); last == nil {
 			return nil
 		}
-		if p != nil && !p.ours() {
-			return fmt.Errorf("%s exited while waiting for %s; last log lines:\n%s", p.Name, what, tail(p.Log, 15))
+		if p != nil && p.exited != nil {
+			select {
+			case <-p.exited:
+				return fmt.Errorf("%s (pid %d) exited (%v) while waiting for %s; last log lines:\n%s", p.Name, p.PID, p.waitErr, what, tail(p.Log, 15))
+			default:
+			}
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -44,6 +44,10 @@ type Process struct {
 	Path string   `json:"path"`
 	Args []string `json:"args"`
 	Log  string   `json:"log"`
+
+	// exited is closed, and waitErr set, when a process started by this invocation exits.
+	exited  chan struct{}
+	waitErr error
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }
