@@ -124,7 +124,7 @@ func waitUntil(p *Process, timeout time.Duration, what string, check func() erro
 		if p != nil && p.exited != nil {
 			select {
 			case <-p.exited:
-				return fmt.Errorf("%s (pid %d) exited (%v) while waiting for %s; last log lines:\n%s", p.Name, p.PID, p.waitErr, what, tail(p.Log, 15))
+				return fmt.Errorf("%s (pid %d) exited (%w) while waiting for %s; last log lines:\n%s", p.Name, p.PID, p.waitErr, what, tail(p.Log, 15))
 			default:
 			}
 		}
