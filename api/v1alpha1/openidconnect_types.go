@@ -36,6 +36,9 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.clientID) || size(self.clientID) == 0 || !has(self.audiences) || self.clientID in self.audiences",message="clientID must be one of audiences when both are set"
 // +kubebuilder:validation:XValidation:rule="!has(self.discoveryURL) || self.discoveryURL != self.issuerURL",message="discoveryURL must differ from issuerURL"
 // +kubebuilder:validation:XValidation:rule="!has(self.jwks) || !has(self.discoveryURL)",message="jwks and discoveryURL are mutually exclusive: static keys need no discovery"
+// +kubebuilder:validation:XValidation:rule="(has(self.allowDefaultAudiences) && self.allowDefaultAudiences) || ((!has(self.audiences) || !self.audiences.exists(a, a in ['https://kubernetes.default.svc', 'https://kubernetes.default.svc.cluster.local', 'kubernetes'])) && (!has(self.clientID) || !(self.clientID in ['https://kubernetes.default.svc', 'https://kubernetes.default.svc.cluster.local', 'kubernetes'])))",message="an in-cluster default audience (https://kubernetes.default.svc, https://kubernetes.default.svc.cluster.local, kubernetes) would accept every ordinary pod token of the upstream; use an audience naming this cluster, or set allowDefaultAudiences"
+// +kubebuilder:validation:XValidation:rule="!has(self.claimMappings) || !has(self.claimMappings.username) || (!has(self.usernamePrefix) && (!has(self.usernameClaim) || self.usernameClaim == 'sub'))",message="claimMappings.username replaces usernameClaim and usernamePrefix: set one or the other"
+// +kubebuilder:validation:XValidation:rule="!has(self.claimMappings) || !has(self.claimMappings.groups) || (!has(self.groupsClaim) && !has(self.groupsPrefix))",message="claimMappings.groups replaces groupsClaim and groupsPrefix: set one or the other"
 type OpenIDConnectSpec struct {
 	// IssuerURL is the issuer, exactly as it appears in the tokens' iss claim. It must be https and carry
 	// no query, fragment or user info. Discovery is fetched from <issuerURL>/.well-known/openid-configuration
@@ -61,6 +64,14 @@ type OpenIDConnectSpec struct {
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=1024
 	Audiences []string `json:"audiences,omitempty"`
+
+	// AllowDefaultAudiences permits the in-cluster default audiences (https://kubernetes.default.svc,
+	// https://kubernetes.default.svc.cluster.local, kubernetes). They are refused by default because every
+	// ordinary pod token of the upstream carries them (legacy-style tokens are even extended to a year), so
+	// trusting them turns any leaked upstream pod token into a downstream credential. Prefer an audience
+	// that names this cluster.
+	// +optional
+	AllowDefaultAudiences bool `json:"allowDefaultAudiences,omitempty"`
 
 	// ClientID is a deprecated single-audience alias kept for Gardener compatibility. Use audiences.
 	// +optional
@@ -306,6 +317,10 @@ type OpenIDConnectList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []OpenIDConnect `json:"items"`
 }
+
+// DefaultAudiences are the audiences every in-cluster ServiceAccount token of a Kubernetes cluster
+// carries by default; see AllowDefaultAudiences.
+var DefaultAudiences = []string{"https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local", "kubernetes"}
 
 // EffectiveAudiences returns audiences, with the deprecated clientID merged in.
 func (s *OpenIDConnectSpec) EffectiveAudiences() []string {

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -16,14 +17,15 @@ var ErrUnknownIssuer = errors.New("token issuer is not trusted")
 // Router maps an issuer to the entries that verify its tokens. Writers (the control loop) copy the
 // index and swap it in; readers (every review) load it without a lock.
 type Router struct {
-	mu    sync.Mutex        // serialises writers
-	byKey map[string]*Entry // guarded by mu
-	index atomic.Pointer[map[string][]*Entry]
+	mu        sync.Mutex        // serialises writers
+	byKey     map[string]*Entry // guarded by mu
+	conflicts map[string]string // loser key -> winner key; guarded by mu
+	index     atomic.Pointer[map[string][]*Entry]
 }
 
 // NewRouter returns an empty router.
 func NewRouter() *Router {
-	r := &Router{byKey: map[string]*Entry{}}
+	r := &Router{byKey: map[string]*Entry{}, conflicts: map[string]string{}}
 	r.index.Store(&map[string][]*Entry{})
 	return r
 }
@@ -69,23 +71,69 @@ func (r *Router) Len() int {
 	return len(r.byKey)
 }
 
+// Conflict reports whether the entry stored under key is not routed because an older entry of the
+// same issuer claims overlapping audiences with a different username mapping, and names that entry.
+func (r *Router) Conflict(key string) (winner string, conflicting bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	winner, conflicting = r.conflicts[key]
+	return winner, conflicting
+}
+
+// routed is an entry with the key it is stored under.
+type routed struct {
+	key   string
+	entry *Entry
+}
+
 // rebuild recomputes the issuer index from byKey. Entries sharing an issuer are ordered oldest first,
-// then by name, so which one authenticates a token never depends on map iteration order.
+// then by name, so which one authenticates a token never depends on map iteration order. An entry that
+// conflicts with an older one is left out: otherwise the same token would map to a different user
+// depending on which object happened to be created first, and a newer object could shadow an older
+// identity the moment the older one is deleted.
 func (r *Router) rebuild() {
-	index := make(map[string][]*Entry, len(r.byKey))
-	for _, e := range r.byKey {
-		index[e.cfg.Issuer] = append(index[e.cfg.Issuer], e)
+	groups := map[string][]routed{}
+	for key, e := range r.byKey {
+		groups[e.cfg.Issuer] = append(groups[e.cfg.Issuer], routed{key, e})
 	}
-	for _, entries := range index {
-		sort.Slice(entries, func(i, j int) bool {
-			a, b := entries[i].cfg, entries[j].cfg
+	index := make(map[string][]*Entry, len(groups))
+	conflicts := map[string]string{}
+	for issuer, group := range groups {
+		sort.Slice(group, func(i, j int) bool {
+			a, b := group[i].entry.cfg, group[j].entry.cfg
 			if !a.CreatedAt.Equal(b.CreatedAt) {
 				return a.CreatedAt.Before(b.CreatedAt)
 			}
-			return a.Name < b.Name
+			if a.Name != b.Name {
+				return a.Name < b.Name
+			}
+			return group[i].key < group[j].key
 		})
+		var kept []routed
+	next:
+		for _, candidate := range group {
+			for _, k := range kept {
+				if conflicting(k.entry.cfg, candidate.entry.cfg) {
+					conflicts[candidate.key] = k.key
+					continue next
+				}
+			}
+			kept = append(kept, candidate)
+			index[issuer] = append(index[issuer], candidate.entry)
+		}
 	}
+	r.conflicts = conflicts
 	r.index.Store(&index)
+}
+
+// conflicting reports whether two entries of one issuer would both accept some token (their audiences
+// overlap) but map it to different usernames.
+func conflicting(a, b Config) bool {
+	return !slices.Equal(usernameMapping(a), usernameMapping(b)) && len(intersect(a.Audiences, b.Audiences)) > 0
+}
+
+func usernameMapping(c Config) []string {
+	return []string{c.UsernameClaim, c.UsernamePrefix, c.ClaimMappings.Username.Expression}
 }
 
 // AuthenticateToken routes token by its unverified iss and lets that issuer's entries verify it, in

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"reflect"
+	"strings"
 	"slices"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/clustertrust/clustertrust/internal/testissuer"
 )
@@ -192,19 +194,28 @@ func TestRouterStoreDeleteAndOrder(t *testing.T) {
 	if _, ok, err := r.AuthenticateToken(context.Background(), token); ok || !errors.Is(err, ErrUnknownIssuer) {
 		t.Fatalf("empty router: %v, %v; want ErrUnknownIssuer", ok, err)
 	}
+	// Same username mapping, so no conflict: both are routed and the oldest answers first.
 	newer := baseConfig(iss)
-	newer.Name, newer.UsernamePrefix, newer.CreatedAt = "b-newer", "newer:", time.Unix(2000, 0)
+	newer.Name, newer.CreatedAt = "b-newer", time.Unix(2000, 0)
 	older := baseConfig(iss)
-	older.Name, older.UsernamePrefix, older.CreatedAt = "z-older", "older:", time.Unix(1000, 0)
+	older.Name, older.CreatedAt = "z-older", time.Unix(1000, 0)
 	r.Store(newer.Name, startEntry(t, newer))
 	r.Store(older.Name, startEntry(t, older))
-	resp, ok, err := r.AuthenticateToken(context.Background(), token)
-	if !ok || err != nil || resp.User.GetName() != "older:a" {
-		t.Fatalf("two entries: %v, %v, %v; want the oldest entry to win", ok, err, resp)
+	authenticatedBy := func() string {
+		resp, ok, err := r.AuthenticateToken(context.Background(), token)
+		if !ok || err != nil {
+			t.Fatalf("AuthenticateToken() = %v, %v", ok, err)
+		}
+		return resp.User.GetExtra()[ExtraAuthenticatorName][0]
+	}
+	for range 20 { // map order must never decide
+		if got := authenticatedBy(); got != "z-older" {
+			t.Fatalf("authenticated by %q, want the oldest entry", got)
+		}
 	}
 	r.Delete(older.Name)
-	if resp, ok, _ := r.AuthenticateToken(context.Background(), token); !ok || resp.User.GetName() != "newer:a" {
-		t.Fatalf("after deleting the oldest: %v, %v", ok, resp)
+	if got := authenticatedBy(); got != "b-newer" {
+		t.Fatalf("after deleting the oldest: authenticated by %q", got)
 	}
 	r.Delete(newer.Name)
 	if _, ok, _ := r.AuthenticateToken(context.Background(), token); ok {
@@ -285,4 +296,131 @@ func splitToken(s string) []string {
 		}
 	}
 	return append(parts, s[start:])
+}
+
+func TestRouterConflicts(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	token := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
+	tests := []struct {
+		name         string
+		mutate       func(newer *Config)
+		wantConflict bool
+	}{
+		{name: "different prefix, same audience", mutate: func(c *Config) { c.UsernamePrefix = "other:" }, wantConflict: true},
+		{name: "different claim, same audience", mutate: func(c *Config) { c.UsernameClaim = "email" }, wantConflict: true},
+		{name: "CEL username, same audience", mutate: func(c *Config) { c.UsernamePrefix = ""; c.ClaimMappings.Username.Expression = "claims.sub" }, wantConflict: true},
+		{name: "different prefix, disjoint audiences", mutate: func(c *Config) { c.UsernamePrefix = "other:"; c.Audiences = []string{"elsewhere"} }},
+		{name: "same mapping, different groups prefix", mutate: func(c *Config) { c.GroupsPrefix = "g:" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := NewRouter()
+			older := baseConfig(iss)
+			older.Name, older.CreatedAt = "older", time.Unix(1000, 0)
+			newer := baseConfig(iss)
+			newer.Name, newer.CreatedAt = "newer", time.Unix(2000, 0)
+			tt.mutate(&newer)
+			r.Store("newer", startEntry(t, newer)) // stored first: age, not arrival, decides
+			r.Store("older", startEntry(t, older))
+			winner, conflict := r.Conflict("newer")
+			if conflict != tt.wantConflict || (conflict && winner != "older") {
+				t.Fatalf("Conflict(newer) = %q, %v; want conflict %v with older", winner, conflict, tt.wantConflict)
+			}
+			if _, c := r.Conflict("older"); c {
+				t.Fatal("the older entry is marked as conflicting")
+			}
+			if !tt.wantConflict {
+				return
+			}
+			// The loser never authenticates, even for tokens only it would accept.
+			resp, ok, _ := r.AuthenticateToken(context.Background(), token)
+			if !ok || resp.User.GetExtra()[ExtraAuthenticatorName][0] != "older" {
+				t.Fatalf("token authenticated by %v, want older", resp)
+			}
+			r.Delete("older")
+			if _, c := r.Conflict("newer"); c {
+				t.Fatal("still conflicting after the winner was deleted")
+			}
+			resp, ok, _ = r.AuthenticateToken(context.Background(), mint(t, iss, testissuer.Claims{"sub": "a", "email": "a@x", "aud": testAudience}))
+			if !ok || resp.User.GetExtra()[ExtraAuthenticatorName][0] != "newer" {
+				t.Fatalf("after the winner was deleted: %v, %v", ok, resp)
+			}
+		})
+	}
+}
+
+func TestRouterCELAndClaims(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	base := testissuer.Claims{"sub": "alice", "aud": testAudience, "team": "blue", "roles": []string{"dev", "ops"}, "level": 3}
+	tests := []struct {
+		name      string
+		mutate    func(*Config)
+		claims    testissuer.Claims
+		wantErr   string
+		checkUser func(t *testing.T, u user.Info)
+	}{
+		{name: "CEL groups", mutate: func(c *Config) { c.ClaimMappings.Groups.Expression = `dyn(claims.roles).map(r, "team:" + r)` },
+			checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "groups", u.GetGroups(), []string{"team:dev", "team:ops"}) }},
+		{name: "CEL groups producing system: are dropped", mutate: func(c *Config) { c.ClaimMappings.Groups.Expression = `["system:masters", "ok"]` },
+			checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "groups", u.GetGroups(), []string{"ok"}) }},
+		{name: "CEL uid", mutate: func(c *Config) { c.ClaimMappings.UID.Expression = `"uid-" + claims.sub` },
+			checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "uid", []string{u.GetUID()}, []string{"uid-alice"}) }},
+		{name: "CEL extra", mutate: func(c *Config) {
+			c.ClaimMappings.Extra = []apiserver.ExtraMapping{{Key: "example.com/team", ValueExpression: "claims.team"}}
+		}, checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "extra", u.GetExtra()["example.com/team"], []string{"blue"}) }},
+		{name: "user validation rule passes", mutate: func(c *Config) {
+			c.UserValidationRules = []apiserver.UserValidationRule{{Expression: `!user.username.startsWith("hub:bob")`, Message: "no bob"}}
+		}},
+		{name: "user validation rule fails", mutate: func(c *Config) {
+			c.UserValidationRules = []apiserver.UserValidationRule{{Expression: `!user.username.startsWith("hub:alice")`, Message: "alice is barred"}}
+		}, wantErr: "alice is barred"},
+		{name: "claim validation runtime error", mutate: func(c *Config) {
+			c.ClaimValidationRules = []apiserver.ClaimValidationRule{{Expression: `claims.missing == "x"`, Message: "m"}}
+		}, wantErr: "claim validation"},
+		{name: "CEL username runtime error", mutate: func(c *Config) { c.UsernamePrefix = ""; c.ClaimMappings.Username.Expression = "claims.missing" }, wantErr: "username"},
+		{name: "extra claims copied, missing skipped", mutate: func(c *Config) { c.ExtraClaims = []string{"team", "roles", "level", "absent"} },
+			checkUser: func(t *testing.T, u user.Info) {
+				x := u.GetExtra()
+				wantStrings(t, "team", x[ExtraClaimPrefix+"team"], []string{"blue"})
+				wantStrings(t, "roles", x[ExtraClaimPrefix+"roles"], []string{"dev", "ops"})
+				wantStrings(t, "level", x[ExtraClaimPrefix+"level"], []string{"3"})
+				if _, ok := x[ExtraClaimPrefix+"absent"]; ok {
+					t.Error("a missing claim produced an extra")
+				}
+			}},
+		{name: "required claims all present", mutate: func(c *Config) { c.RequiredClaims = map[string]string{"team": "blue", "sub": "alice"} }},
+		{name: "required claim missing", mutate: func(c *Config) { c.RequiredClaims = map[string]string{"region": "eu"} }, wantErr: "region"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := baseConfig(iss)
+			tt.mutate(&cfg)
+			r := NewRouter()
+			r.Store("hub", startEntry(t, cfg))
+			resp, ok, err := r.AuthenticateToken(context.Background(), mint(t, iss, base))
+			if tt.wantErr != "" {
+				if ok || err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("AuthenticateToken() = %v, %v; want an error containing %q", ok, err, tt.wantErr)
+				}
+				return
+			}
+			if !ok || err != nil {
+				t.Fatalf("AuthenticateToken() = %v, %v", ok, err)
+			}
+			if tt.checkUser != nil {
+				tt.checkUser(t, resp.User)
+			}
+		})
+	}
+}
+
+func wantStrings(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,13 @@ func ToConfig(obj *v1alpha1.OpenIDConnect) (authn.Config, error) {
 	audiences := spec.EffectiveAudiences()
 	if len(audiences) == 0 {
 		errs = append(errs, errors.New("at least one audience is required"))
+	}
+	if !spec.AllowDefaultAudiences {
+		for _, a := range audiences {
+			if slices.Contains(v1alpha1.DefaultAudiences, a) {
+				errs = append(errs, fmt.Errorf("audience %q is an in-cluster default that every pod token of the upstream carries; set allowDefaultAudiences to accept it anyway", a))
+			}
+		}
 	}
 	usernameClaim := spec.UsernameClaim
 	if usernameClaim == "" {
@@ -70,8 +78,8 @@ func ToConfig(obj *v1alpha1.OpenIDConnect) (authn.Config, error) {
 	}
 	if m := spec.ClaimMappings; m != nil {
 		if m.Username != nil {
-			if spec.UsernamePrefix != "" {
-				errs = append(errs, errors.New("claimMappings.username and usernamePrefix are mutually exclusive"))
+			if spec.UsernamePrefix != "" || (spec.UsernameClaim != "" && spec.UsernameClaim != "sub") {
+				errs = append(errs, errors.New("claimMappings.username and usernameClaim/usernamePrefix are mutually exclusive"))
 			}
 			cfg.ClaimMappings.Username.Expression = m.Username.Expression
 		}

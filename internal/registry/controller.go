@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type Router interface {
 	Store(key string, e *authn.Entry)
 	Delete(key string)
 	Get(key string) (*authn.Entry, bool)
+	Conflict(key string) (winner string, conflicting bool)
 }
 
 // The permissions the reconciler needs; `make manifests` turns them into config/rbac/role.yaml.
@@ -53,9 +55,15 @@ type Reconciler struct {
 	MinRefetchInterval time.Duration
 
 	mu      sync.Mutex
-	built   map[string]string // name -> hash of the spec an entry was built from
-	invalid map[string]int64  // name -> generation found invalid
+	built   map[string]built // name -> what its routed entry was built from
+	invalid map[string]int64 // name -> generation found invalid
 	events  chan event.GenericEvent
+}
+
+// built records the configuration a routed entry came from.
+type built struct {
+	hash   string
+	issuer string
 }
 
 // SetupWithManager registers the reconciler. Key refreshes, which happen outside any API event, are fed
@@ -73,7 +81,7 @@ func (r *Reconciler) init() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.built == nil {
-		r.built = map[string]string{}
+		r.built = map[string]built{}
 		r.invalid = map[string]int64{}
 		r.events = make(chan event.GenericEvent, 1024)
 	}
@@ -114,7 +122,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, r.writeStatus(ctx, &obj, invalidStatus(&obj, err))
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, &obj, entryStatus(&obj, cfg, entry.KeyStatus()))
+	status := entryStatus(&obj, cfg, entry.KeyStatus())
+	if winner, conflicting := r.Router.Conflict(name); conflicting {
+		setCondition(&status, &obj, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonConflict, fmt.Sprintf(
+			"not routed: the older OpenIDConnect %q has the same issuer and overlapping audiences but maps usernames differently; the older object wins", winner))
+		if !hasReason(&obj, v1alpha1.ReasonConflict) {
+			r.eventOn(ctx, winner, corev1.EventTypeWarning, v1alpha1.ReasonConflict, fmt.Sprintf(
+				"the newer OpenIDConnect %q has the same issuer and overlapping audiences but maps usernames differently; it is not routed", name))
+		}
+	}
+	return ctrl.Result{}, r.writeStatus(ctx, &obj, status)
 }
 
 // ensureEntry returns the routed entry for name, building and routing a new one when the object's
@@ -122,8 +139,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 func (r *Reconciler) ensureEntry(name string, cfg authn.Config, log logr.Logger) (*authn.Entry, error) {
 	hash := configHash(cfg)
 	r.mu.Lock()
-	same := r.built[name] == hash
+	previous := r.built[name]
 	r.mu.Unlock()
+	same := previous.hash == hash
 	if e, ok := r.Router.Get(name); ok && same {
 		return e, nil
 	}
@@ -143,10 +161,11 @@ func (r *Reconciler) ensureEntry(name string, cfg authn.Config, log logr.Logger)
 	entry.Start()
 	r.Router.Store(name, entry) // swaps the new entry in, then closes the old one
 	r.mu.Lock()
-	r.built[name] = hash
+	r.built[name] = built{hash: hash, issuer: cfg.Issuer}
 	delete(r.invalid, name)
 	r.mu.Unlock()
 	log.V(1).Info("Issuer routed", "issuer", cfg.Issuer)
+	r.enqueueSharing(name, previous.issuer, cfg.Issuer)
 	return entry, nil
 }
 
@@ -154,9 +173,30 @@ func (r *Reconciler) ensureEntry(name string, cfg authn.Config, log logr.Logger)
 func (r *Reconciler) forget(name string) {
 	r.Router.Delete(name)
 	r.mu.Lock()
+	previous, ok := r.built[name]
 	delete(r.built, name)
 	delete(r.invalid, name)
 	r.mu.Unlock()
+	if ok {
+		r.enqueueSharing(name, previous.issuer)
+	}
+}
+
+// enqueueSharing requeues the other objects of the given issuers: a change to one entry can start or
+// end a conflict for them. It runs only when routing changed, so two objects never requeue each other
+// forever.
+func (r *Reconciler) enqueueSharing(name string, issuers ...string) {
+	r.mu.Lock()
+	var others []string
+	for other, b := range r.built {
+		if other != name && slices.Contains(issuers, b.issuer) {
+			others = append(others, other)
+		}
+	}
+	r.mu.Unlock()
+	for _, other := range others {
+		r.enqueue(other)
+	}
 }
 
 // enqueue asks for a reconcile of name without blocking the key set that calls it.
@@ -192,6 +232,14 @@ func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.OpenIDConnec
 		}
 	}
 	return nil
+}
+
+// eventOn records an event on the object called name, if it still exists.
+func (r *Reconciler) eventOn(ctx context.Context, name, kind, reason, message string) {
+	var obj v1alpha1.OpenIDConnect
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &obj); err == nil {
+		r.event(&obj, kind, reason, message)
+	}
 }
 
 func (r *Reconciler) event(obj *v1alpha1.OpenIDConnect, kind, reason, message string) {

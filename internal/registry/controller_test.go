@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -190,5 +192,64 @@ func TestToConfigDefaults(t *testing.T) {
 	}
 	if ExampleUsername(cfg) != "system:serviceaccount:<namespace>:<name>" {
 		t.Fatalf("example = %q", ExampleUsername(cfg))
+	}
+}
+
+func TestReconcileConflict(t *testing.T) {
+	t.Parallel()
+	iss, err := testissuer.New(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(iss.Close)
+	spec := func(prefix string) v1alpha1.OpenIDConnectSpec {
+		return v1alpha1.OpenIDConnectSpec{IssuerURL: iss.URL, Audiences: []string{"a"}, UsernamePrefix: prefix, JWKS: &v1alpha1.JWKSSpec{Keys: iss.JWKS()}}
+	}
+	older := &v1alpha1.OpenIDConnect{ObjectMeta: metav1.ObjectMeta{Name: "older", CreationTimestamp: metav1.Unix(1000, 0)}, Spec: spec("old:")}
+	newer := &v1alpha1.OpenIDConnect{ObjectMeta: metav1.ObjectMeta{Name: "newer", CreationTimestamp: metav1.Unix(2000, 0)}, Spec: spec("new:")}
+	r, router, c := newReconciler(t, older, newer)
+	recorder := events.NewFakeRecorder(10)
+	r.Recorder = recorder
+
+	reconcile(t, r, "newer")
+	reconcile(t, r, "older")
+	reconcile(t, r, "newer") // requeued by the older object's arrival
+
+	ready := func(name string) *metav1.Condition {
+		return meta.FindStatusCondition(get(t, c, name).Status.Conditions, v1alpha1.ConditionReady)
+	}
+	if got := ready("newer"); got.Status != metav1.ConditionFalse || got.Reason != v1alpha1.ReasonConflict || !strings.Contains(got.Message, `"older"`) {
+		t.Fatalf("newer Ready = %+v, want Conflict naming older", got)
+	}
+	if got := ready("older"); got.Status != metav1.ConditionTrue {
+		t.Fatalf("older Ready = %+v", got)
+	}
+	if winner, ok := router.Conflict("newer"); !ok || winner != "older" {
+		t.Fatalf("router conflict = %q, %v", winner, ok)
+	}
+	var got []string
+	for len(recorder.Events) > 0 {
+		got = append(got, <-recorder.Events)
+	}
+	joined := strings.Join(got, "\n")
+	if strings.Count(joined, "Conflict") < 2 {
+		t.Fatalf("events = %q, want a Conflict event on each object", got)
+	}
+
+	// Deleting the winner routes the newer object once it is reconciled again.
+	if err := c.Delete(context.Background(), older); err != nil {
+		t.Fatal(err)
+	}
+	for len(r.events) > 0 {
+		<-r.events
+	}
+	reconcile(t, r, "older")
+	if len(r.events) == 0 {
+		t.Fatal("deleting the winner did not requeue the object it shadowed")
+	}
+	ev := <-r.events
+	reconcile(t, r, ev.Object.GetName())
+	if got := ready("newer"); got.Status != metav1.ConditionTrue {
+		t.Fatalf("newer Ready after the winner left = %+v", got)
 	}
 }

@@ -52,6 +52,27 @@ func TestCRDValidation(t *testing.T) {
 			s.ClaimValidationRules = []v1alpha1.ClaimValidationRule{{Claim: "a", Expression: "true"}}
 		}, wantErr: "exactly one of claim or expression"},
 		{name: "zero max token expiration", mutate: func(s *v1alpha1.OpenIDConnectSpec) { s.MaxTokenExpirationSeconds = ptr.To[int64](0) }, wantErr: "should be greater than or equal to 1"},
+		{name: "default in-cluster audience", mutate: func(s *v1alpha1.OpenIDConnectSpec) { s.Audiences = []string{"https://kubernetes.default.svc"} }, wantErr: "in-cluster default audience"},
+		{name: "default audience as clientID", mutate: func(s *v1alpha1.OpenIDConnectSpec) { s.Audiences = nil; s.ClientID = "kubernetes" }, wantErr: "in-cluster default audience"},
+		{name: "default audience with opt-in", mutate: func(s *v1alpha1.OpenIDConnectSpec) {
+			s.Audiences = []string{"https://kubernetes.default.svc.cluster.local"}
+			s.AllowDefaultAudiences = true
+		}},
+		{name: "CEL username with usernamePrefix", mutate: func(s *v1alpha1.OpenIDConnectSpec) {
+			s.UsernamePrefix = "hub:"
+			s.ClaimMappings = &v1alpha1.ClaimMappings{Username: &v1alpha1.CELExpression{Expression: "claims.sub"}}
+		}, wantErr: "claimMappings.username replaces"},
+		{name: "CEL username with usernameClaim", mutate: func(s *v1alpha1.OpenIDConnectSpec) {
+			s.UsernameClaim = "email"
+			s.ClaimMappings = &v1alpha1.ClaimMappings{Username: &v1alpha1.CELExpression{Expression: "claims.sub"}}
+		}, wantErr: "claimMappings.username replaces"},
+		{name: "CEL username alone", mutate: func(s *v1alpha1.OpenIDConnectSpec) {
+			s.ClaimMappings = &v1alpha1.ClaimMappings{Username: &v1alpha1.CELExpression{Expression: "'x:' + claims.sub"}}
+		}},
+		{name: "CEL groups with groupsClaim", mutate: func(s *v1alpha1.OpenIDConnectSpec) {
+			s.GroupsClaim = "groups"
+			s.ClaimMappings = &v1alpha1.ClaimMappings{Groups: &v1alpha1.CELExpression{Expression: "claims.groups"}}
+		}, wantErr: "claimMappings.groups replaces"},
 		{name: "object named system without prefixes", objName: "system", mutate: func(*v1alpha1.OpenIDConnectSpec) {}, wantErr: "an object named system needs explicit"},
 	}
 	for i, tt := range tests {

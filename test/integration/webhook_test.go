@@ -351,3 +351,60 @@ func reviewDirect(t *testing.T, token string, audiences ...string) authenticatio
 func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
 	return framework.Condition(context.Background(), adminClient, name, typ)
 }
+
+func TestConflictingObjects(t *testing.T) {
+	ctx := context.Background()
+	iss, err := testissuer.New(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	createOIDC(t, newOIDC("first", iss))
+	framework.Eventually(t, 10*time.Second, "first Ready", func() error {
+		c, _, err := condition("first", v1alpha1.ConditionReady)
+		if err != nil {
+			return err
+		}
+		if c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("Ready = %s/%s", c.Status, c.Reason)
+		}
+		return nil
+	})
+	second := newOIDC("second", iss)
+	second.Spec.UsernamePrefix = "other:"
+	createOIDC(t, second)
+	framework.Eventually(t, 10*time.Second, "second Ready=False Conflict", func() error {
+		c, _, err := condition("second", v1alpha1.ConditionReady)
+		if err != nil {
+			return err
+		}
+		if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonConflict || !strings.Contains(c.Message, `"first"`) {
+			return fmt.Errorf("Ready = %s/%s: %s", c.Status, c.Reason, c.Message)
+		}
+		return nil
+	})
+	tok, err := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user, err := whoami(ctx, tok); err != nil || user != "first:alice" {
+		t.Fatalf("whoami = %q, %v; want the older object's mapping", user, err)
+	}
+	// Removing the older object hands the issuer to the newer one.
+	if err := adminClient.Delete(ctx, newOIDC("first", iss)); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 10*time.Second, "second takes over", func() error {
+		if st := reviewDirect(t, tok); !st.Authenticated || st.User.Username != "other:alice" {
+			return fmt.Errorf("status = %+v", st)
+		}
+		c, _, err := condition("second", v1alpha1.ConditionReady)
+		if err != nil {
+			return err
+		}
+		if c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("Ready = %s/%s", c.Status, c.Reason)
+		}
+		return nil
+	})
+}
