@@ -68,9 +68,11 @@ test-e2e: control-plane ## E2E tests across an upstream, a downstream and an unt
 	KUBEBUILDER_ASSETS=$(ASSETS) hack/e2e.sh
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
-	go test ./internal/authn -run '^$$' -fuzz '^FuzzPeekIssuer$$' -fuzztime $(FUZZTIME)
-	go test ./internal/authn -run '^$$' -fuzz '^FuzzDecodeReview$$' -fuzztime $(FUZZTIME)
+fuzz: ## Run each fuzz target (iss peek, TokenReview decoder, JWKS parser, whole request path) for FUZZTIME (30s).
+	@for target in FuzzPeekIssuer FuzzDecodeReview FuzzParseJWKS FuzzAuthenticate; do \
+	  echo "--- $$target"; \
+	  go test ./internal/authn -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 ##@ Build
 

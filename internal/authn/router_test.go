@@ -6,8 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"reflect"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -363,14 +363,18 @@ func TestRouterCELAndClaims(t *testing.T) {
 		checkUser func(t *testing.T, u user.Info)
 	}{
 		{name: "CEL groups", mutate: func(c *Config) { c.ClaimMappings.Groups.Expression = `dyn(claims.roles).map(r, "team:" + r)` },
-			checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "groups", u.GetGroups(), []string{"team:dev", "team:ops"}) }},
+			checkUser: func(t *testing.T, u user.Info) {
+				wantStrings(t, "groups", u.GetGroups(), []string{"team:dev", "team:ops"})
+			}},
 		{name: "CEL groups producing system: are dropped", mutate: func(c *Config) { c.ClaimMappings.Groups.Expression = `["system:masters", "ok"]` },
 			checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "groups", u.GetGroups(), []string{"ok"}) }},
 		{name: "CEL uid", mutate: func(c *Config) { c.ClaimMappings.UID.Expression = `"uid-" + claims.sub` },
 			checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "uid", []string{u.GetUID()}, []string{"uid-alice"}) }},
 		{name: "CEL extra", mutate: func(c *Config) {
 			c.ClaimMappings.Extra = []apiserver.ExtraMapping{{Key: "example.com/team", ValueExpression: "claims.team"}}
-		}, checkUser: func(t *testing.T, u user.Info) { wantStrings(t, "extra", u.GetExtra()["example.com/team"], []string{"blue"}) }},
+		}, checkUser: func(t *testing.T, u user.Info) {
+			wantStrings(t, "extra", u.GetExtra()["example.com/team"], []string{"blue"})
+		}},
 		{name: "user validation rule passes", mutate: func(c *Config) {
 			c.UserValidationRules = []apiserver.UserValidationRule{{Expression: `!user.username.startsWith("hub:bob")`, Message: "no bob"}}
 		}},

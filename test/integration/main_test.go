@@ -38,6 +38,8 @@ var (
 	webhookURL  string
 	webhookCA   []byte
 	probeURL    string
+	metricsURL  string
+	webhookLog  string
 	issuer      *testissuer.Issuer
 	audience    string
 )
@@ -72,6 +74,11 @@ func run(m *testing.M) (int, error) {
 	}
 	webhookURL = "https://127.0.0.1:" + strconv.Itoa(webhookPort) + "/authenticate"
 	probeURL = "http://127.0.0.1:" + strconv.Itoa(probePort)
+	metricsPort, err := freePort()
+	if err != nil {
+		return 1, err
+	}
+	metricsURL = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
 
 	ca, err := pki.NewCA("clustertrust-integration-ca")
 	if err != nil {
@@ -136,7 +143,8 @@ func run(m *testing.M) (int, error) {
 	}
 
 	// The webhook's logs go to a file, printed only when a test fails.
-	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	webhookLog = filepath.Join(dir, "webhook.log")
+	logFile, err := os.Create(webhookLog)
 	if err != nil {
 		return 1, err
 	}
@@ -150,7 +158,7 @@ func run(m *testing.M) (int, error) {
 			"--secure-port", strconv.Itoa(webhookPort),
 			"--tls-cert-file", certFile,
 			"--tls-private-key-file", keyFile,
-			"--metrics-bind-address", "0",
+			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metricsPort),
 			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probePort),
 			"--min-refetch-interval", "100ms",
 			"--v", "4",

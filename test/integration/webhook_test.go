@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -339,12 +340,26 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
+// Every token a test sends is remembered, so TestNoTokenLeaks can look for it afterwards.
+var (
+	sentMu sync.Mutex
+	sent   []string
+)
+
+func remember(token string) {
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	sent = append(sent, token)
+}
+
 func whoami(ctx context.Context, token string) (string, error) {
+	remember(token)
 	return framework.Whoami(ctx, env.Config, token)
 }
 
 func reviewDirect(t *testing.T, token string, audiences ...string) authenticationv1.TokenReviewStatus {
 	t.Helper()
+	remember(token)
 	return framework.ReviewDirect(t, webhookURL, webhookCA, token, audiences...)
 }
 

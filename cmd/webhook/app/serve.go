@@ -22,6 +22,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -90,8 +91,10 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		return nil, err
 	}
 
-	// controller-runtime's logger is process-global; set it only once the fail-fast checks passed.
+	// controller-runtime's and klog's loggers are process-global; set them only once the fail-fast
+	// checks passed. klog carries the logs of the k8s.io/apiserver and client-go code we use.
 	ctrl.SetLogger(log)
+	klog.SetLogger(log)
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
