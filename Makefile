@@ -74,6 +74,11 @@ fuzz: ## Run each fuzz target (iss peek, TokenReview decoder, JWKS parser, whole
 	  go test ./internal/authn -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
+.PHONY: bench
+bench: ## Benchmarks of the request path (-benchmem) and the load generator against its in-run ceiling.
+	go test ./internal/authn -run '^$$' -bench . -benchmem -benchtime 2s
+	go run ./hack/loadgen $(LOADGEN_FLAGS)
+
 ##@ Build
 
 .PHONY: build

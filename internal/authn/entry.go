@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -64,6 +65,9 @@ type EntryOptions struct {
 
 // Entry verifies tokens of one OpenIDConnect object. It owns its key set's background refresh.
 type Entry struct {
+	// routed is true while the router serves this entry; cached results of an entry that is no longer
+	// routed (deleted, replaced or in conflict) are discarded.
+	routed atomic.Bool
 	cfg    Config
 	keys   *KeySet
 	jwt    authenticator.Token
@@ -174,15 +178,22 @@ func (e *Entry) KeyStatus() KeySetStatus { return e.keys.Status() }
 // (resp, true, nil) authenticated; (nil, false, err) rejected, err saying why in words safe to return to
 // the caller (never the token).
 func (e *Entry) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	resp, _, err := e.authenticate(ctx, token)
+	return resp, resp != nil, err
+}
+
+// authenticate is AuthenticateToken that also returns the token's expiry, which bounds caching.
+func (e *Entry) authenticate(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
 	ctx, payload := withPayloadRecorder(ctx)
 	resp, ok, err := e.jwt.AuthenticateToken(ctx, token)
 	if err != nil || !ok {
-		return nil, false, err
+		return nil, time.Time{}, err
 	}
-	if err := e.mapUser(resp, *payload, requestedAudiences(ctx)); err != nil {
-		return nil, false, err
+	expiry, err := e.mapUser(resp, *payload, requestedAudiences(ctx))
+	if err != nil {
+		return nil, time.Time{}, err
 	}
-	return resp, true, nil
+	return resp, expiry, nil
 }
 
 // refuseTransport fails every request; see NewEntry.

@@ -74,25 +74,26 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 
 // mapUser completes the user the apiserver authenticator produced: it enforces the system: rules,
 // the token lifetime bound, adds ServiceAccount groups and extras, and answers the audiences.
-func (e *Entry) mapUser(resp *authenticator.Response, payload []byte, requested []string) error {
+// It returns the token's expiry.
+func (e *Entry) mapUser(resp *authenticator.Response, payload []byte, requested []string) (time.Time, error) {
 	if payload == nil {
-		return errors.New("verified claims are unavailable") // cannot happen: VerifySignature records them
+		return time.Time{}, errors.New("verified claims are unavailable") // cannot happen: VerifySignature records them
 	}
 	var c tokenClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return fmt.Errorf("could not decode claims: %w", err)
+		return time.Time{}, fmt.Errorf("could not decode claims: %w", err)
 	}
 	if err := e.checkLifetime(c); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	info, ok := resp.User.(*user.DefaultInfo)
 	if !ok {
-		return fmt.Errorf("unexpected user type %T", resp.User)
+		return time.Time{}, fmt.Errorf("unexpected user type %T", resp.User)
 	}
 	// An upstream must never speak for a downstream system identity: a system: username is refused
 	// outright, and system: groups (system:masters above all) are dropped below.
 	if strings.HasPrefix(info.Name, systemPrefix) {
-		return ErrSystemUsername
+		return time.Time{}, ErrSystemUsername
 	}
 	if info.Extra == nil {
 		info.Extra = map[string][]string{}
@@ -106,12 +107,16 @@ func (e *Entry) mapUser(resp *authenticator.Response, payload []byte, requested 
 	}
 	if len(e.cfg.ExtraClaims) > 0 {
 		if err := e.copyExtraClaims(info, payload); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
 	info.Groups = withoutSystemGroups(info.Groups)
 	resp.Audiences = intersect(requested, c.Audience)
-	return nil
+	var expiry time.Time
+	if c.Expiry != nil {
+		expiry = time.Unix(0, int64(*c.Expiry*float64(time.Second)))
+	}
+	return expiry, nil
 }
 
 func (e *Entry) mapServiceAccount(info *user.DefaultInfo, sa *k8sTokenClaims) {

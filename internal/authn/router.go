@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 )
@@ -17,10 +18,11 @@ var ErrUnknownIssuer = errors.New("token issuer is not trusted")
 // Router maps an issuer to the entries that verify its tokens. Writers (the control loop) copy the
 // index and swap it in; readers (every review) load it without a lock.
 type Router struct {
-	mu        sync.Mutex        // serialises writers
-	byKey     map[string]*Entry // guarded by mu
-	conflicts map[string]string // loser key -> winner key; guarded by mu
-	index     atomic.Pointer[map[string][]*Entry]
+	mu         sync.Mutex        // serialises writers
+	byKey      map[string]*Entry // guarded by mu
+	conflicts  map[string]string // loser key -> winner key; guarded by mu
+	index      atomic.Pointer[map[string][]*Entry]
+	generation atomic.Uint64
 }
 
 // NewRouter returns an empty router.
@@ -36,6 +38,9 @@ func (r *Router) Store(key string, e *Entry) {
 	r.mu.Lock()
 	old := r.byKey[key]
 	r.byKey[key] = e
+	if old != nil && old != e {
+		old.routed.Store(false)
+	}
 	r.rebuild()
 	r.mu.Unlock()
 	if old != nil && old != e {
@@ -49,6 +54,9 @@ func (r *Router) Delete(key string) {
 	r.mu.Lock()
 	old := r.byKey[key]
 	delete(r.byKey, key)
+	if old != nil {
+		old.routed.Store(false)
+	}
 	r.rebuild()
 	r.mu.Unlock()
 	if old != nil {
@@ -115,15 +123,18 @@ func (r *Router) rebuild() {
 			for _, k := range kept {
 				if conflicting(k.entry.cfg, candidate.entry.cfg) {
 					conflicts[candidate.key] = k.key
+					candidate.entry.routed.Store(false)
 					continue next
 				}
 			}
 			kept = append(kept, candidate)
+			candidate.entry.routed.Store(true)
 			index[issuer] = append(index[issuer], candidate.entry)
 		}
 	}
 	r.conflicts = conflicts
 	r.index.Store(&index)
+	r.generation.Add(1)
 }
 
 // conflicting reports whether two entries of one issuer would both accept some token (their audiences
@@ -139,23 +150,34 @@ func usernameMapping(c Config) []string {
 // AuthenticateToken routes token by its unverified iss and lets that issuer's entries verify it, in
 // order; the first to authenticate it wins. A token of an unknown issuer yields ErrUnknownIssuer.
 func (r *Router) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	resp, _, _, err := r.authenticate(ctx, token)
+	return resp, resp != nil, err
+}
+
+// authenticate is AuthenticateToken that also says which entry authenticated the token and when the
+// token expires, for the result cache.
+func (r *Router) authenticate(ctx context.Context, token string) (*authenticator.Response, *Entry, time.Time, error) {
 	iss, err := PeekIssuer(token)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, time.Time{}, err
 	}
 	entries := (*r.index.Load())[iss]
 	if len(entries) == 0 {
-		return nil, false, ErrUnknownIssuer
+		return nil, nil, time.Time{}, ErrUnknownIssuer
 	}
 	var firstErr error
 	for _, e := range entries {
-		resp, ok, err := e.AuthenticateToken(ctx, token)
-		if ok && err == nil {
-			return resp, true, nil
+		resp, expiry, err := e.authenticate(ctx, token)
+		if resp != nil && err == nil {
+			return resp, e, expiry, nil
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
 	}
-	return nil, false, firstErr
+	return nil, nil, time.Time{}, firstErr
 }
+
+// Generation counts changes to the routing table; a cached refusal is only valid for the generation
+// it was made in, since a new or changed object may accept the token.
+func (r *Router) Generation() uint64 { return r.generation.Load() }

@@ -30,6 +30,11 @@ type ServeOptions struct {
 	KeyRefreshInterval time.Duration
 	MinRefetchInterval time.Duration
 
+	// Result cache
+	CacheTTL         time.Duration
+	NegativeCacheTTL time.Duration
+	CacheMaxEntries  int
+
 	// Logging
 	LogLevel       int
 	LogDevelopment bool
@@ -45,6 +50,8 @@ func NewServeOptions() *ServeOptions {
 		MetricsBindAddress:     ":8080",
 		KeyRefreshInterval:     5 * time.Minute,
 		MinRefetchInterval:     5 * time.Second,
+		CacheTTL:               10 * time.Second,
+		CacheMaxEntries:        10000,
 	}
 }
 
@@ -63,6 +70,10 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 
 	fs.DurationVar(&o.KeyRefreshInterval, "key-refresh-interval", o.KeyRefreshInterval, "How often each issuer's keys are refetched in the background.")
 	fs.DurationVar(&o.MinRefetchInterval, "min-refetch-interval", o.MinRefetchInterval, "Minimum time between refetches triggered by an unknown key id, per issuer.")
+
+	fs.DurationVar(&o.CacheTTL, "cache-ttl", o.CacheTTL, "How long a successful review is reused (never past the token's exp); 0 disables the result cache.")
+	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL, "How long a refusal is reused; 0 (the default) never caches refusals.")
+	fs.IntVar(&o.CacheMaxEntries, "cache-max-entries", o.CacheMaxEntries, "Most results the cache holds (about 1 KiB each).")
 
 	fs.IntVarP(&o.LogLevel, "v", "v", o.LogLevel, "Log verbosity: 1 lifecycle, 4 every review.")
 	fs.BoolVar(&o.LogDevelopment, "log-development", o.LogDevelopment, "Human-readable console logs instead of JSON.")
@@ -85,6 +96,12 @@ func (o *ServeOptions) Validate() []error {
 	}
 	if o.MinRefetchInterval < 0 {
 		errs = append(errs, errors.New("--min-refetch-interval must not be negative"))
+	}
+	if o.CacheTTL < 0 || o.NegativeCacheTTL < 0 {
+		errs = append(errs, errors.New("--cache-ttl and --negative-cache-ttl must not be negative"))
+	}
+	if o.CacheMaxEntries < 1 {
+		errs = append(errs, fmt.Errorf("--cache-max-entries %d must be at least 1", o.CacheMaxEntries))
 	}
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must not be negative"))

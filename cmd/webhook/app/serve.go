@@ -133,8 +133,14 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		return nil, err
 	}
 
+	var reviewer authn.TokenAuthenticator = router
+	if o.CacheTTL > 0 {
+		reviewer = authn.NewCachingAuthenticator(router, authn.CacheOptions{
+			TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxEntries: o.CacheMaxEntries,
+		})
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/authenticate", &authn.Handler{Authenticator: router, Log: log.WithName("tokenreview")})
+	mux.Handle("/authenticate", &authn.Handler{Authenticator: reviewer, Log: log.WithName("tokenreview")})
 	return &server{opts: o, log: log, mgr: mgr, certs: certs, handler: mux}, nil
 }
 

@@ -1,0 +1,412 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/clustertrust/clustertrust/internal/pki"
+	"github.com/clustertrust/clustertrust/internal/testissuer"
+)
+
+const audience = "https://downstream.loadgen:6443"
+
+// child is a server process started by the parent.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+}
+
+// result is one scenario's measurements.
+type result struct {
+	name        string
+	requests    int
+	correct     int
+	authed      int
+	wrong       int
+	elapsed     time.Duration
+	p50, p90    time.Duration
+	p99, max    time.Duration
+	cpuPerReq   time.Duration
+	concurrency int
+}
+
+func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+func bench(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "clustertrust-loadgen-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+
+	fmt.Printf("machine: %d CPUs, %s; load generator and server share them\n", runtime.NumCPU(), runtime.Version())
+	rsaOps, ecOps := verifyCeiling()
+	fmt.Printf("raw verify on one core: RSA-2048 %.0f/s (%.1f µs), P-256 %.0f/s (%.1f µs)\n\n", rsaOps, 1e6/rsaOps, ecOps, 1e6/ecOps)
+
+	n := o.issuers
+	fmt.Printf("starting %d %s issuers on loopback and minting tokens...\n", n, o.alg)
+	issuers := make([]*testissuer.Issuer, n)
+	for i := range issuers {
+		if issuers[i], err = testissuer.New(jose.SignatureAlgorithm(o.alg)); err != nil {
+			return err
+		}
+		defer issuers[i].Close()
+	}
+	pool := mintPool(issuers[:1], 256)
+	perIssuer := mintPool(issuers, 1)
+	forger, err := testissuer.NewKey(jose.SignatureAlgorithm(o.alg))
+	if err != nil {
+		return err
+	}
+	forger.KID = issuers[0].SigningKey().KID // a known kid with a bad signature: no refetch, a real verify
+	claims := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
+	claims["iss"] = issuers[0].URL
+	claims["exp"] = time.Now().Add(time.Hour).Unix()
+	invalid, err := testissuer.Sign(forger, claims, nil)
+	if err != nil {
+		return err
+	}
+
+	ca, err := pki.NewCA("loadgen")
+	if err != nil {
+		return err
+	}
+	serving, err := ca.Serving("loadgen", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := serving.Write(dir, "serving")
+	if err != nil {
+		return err
+	}
+	urls := make([]string, n)
+	for i, iss := range issuers {
+		urls[i] = iss.URL
+	}
+	base := serverConfig{CertFile: certFile, KeyFile: keyFile, CAPEM: issuers[0].CAPEM(), Issuers: urls, Audience: audience}
+	trivialCfg := base
+	trivialCfg.Trivial, trivialCfg.Issuers = true, nil
+
+	webhook, err := startChild(ctx, dir, "webhook", base)
+	if err != nil {
+		return err
+	}
+	defer webhook.stop()
+	trivial, err := startChild(ctx, dir, "trivial", trivialCfg)
+	if err != nil {
+		return err
+	}
+	defer trivial.stop()
+
+	var unique atomic.Int64
+	uniqueAuds := func() []string { return []string{audience, "u" + strconv.FormatInt(unique.Add(1), 36)} }
+	scenarios := []struct {
+		mode        string
+		name        string
+		target      *child
+		concurrency int
+		next        func(i int) (token string, auds []string, wantAuthn bool)
+	}{
+		{"trivial", "trivial TLS handler", trivial, o.concurrency, func(i int) (string, []string, bool) { return pool[i%len(pool)], nil, true }},
+		{"unique", fmt.Sprintf("unique %s (no cache hits)", o.alg), webhook, o.concurrency, func(i int) (string, []string, bool) {
+			return pool[i%len(pool)], uniqueAuds(), true // distinct audiences: the cache key never repeats
+		}},
+		{"hot", fmt.Sprintf("hot %s (16 tokens, cached)", o.alg), webhook, o.concurrency, func(i int) (string, []string, bool) { return pool[i%16], nil, true }},
+		{"issuers", fmt.Sprintf("issuers: %d, no cache hits", n), webhook, o.concurrency, func(i int) (string, []string, bool) {
+			return perIssuer[i%len(perIssuer)], uniqueAuds(), true
+		}},
+		{"invalid", "invalid (bad signature)", webhook, o.concurrency, func(int) (string, []string, bool) { return invalid, uniqueAuds(), false }},
+		{"latency", "trivial TLS handler, c=1", trivial, 1, func(i int) (string, []string, bool) { return pool[i%len(pool)], nil, true }},
+		{"latency", fmt.Sprintf("unique %s, c=1", o.alg), webhook, 1, func(i int) (string, []string, bool) { return pool[i%len(pool)], uniqueAuds(), true }},
+	}
+	var results []result
+	for _, s := range scenarios {
+		if !slices.Contains(strings.Split(o.modes, ","), s.mode) {
+			continue
+		}
+		r, err := drive(ctx, s.name, s.target, s.concurrency, o.duration, ca.CertPEM(), s.next)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	report(results)
+	for _, r := range results {
+		if r.wrong > 0 {
+			return fmt.Errorf("%s: %d wrong answers", r.name, r.wrong)
+		}
+	}
+	return nil
+}
+
+// mintPool mints size ServiceAccount tokens per issuer, in parallel.
+func mintPool(issuers []*testissuer.Issuer, size int) []string {
+	out := make([]string, len(issuers)*size)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i := range out {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
+			c["jti"] = strconv.Itoa(i)
+			tok, err := issuers[i%len(issuers)].Mint(c)
+			if err != nil {
+				panic(err) // minting with a freshly generated key cannot fail
+			}
+			out[i] = tok
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func startChild(ctx context.Context, dir, name string, cfg serverConfig) (*child, error) {
+	b, _ := json.Marshal(cfg)
+	file := filepath.Join(dir, name+".json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "serve", "--config", file) //nolint:gosec // re-executes this binary
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "LISTEN ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("%s server did not start: %q %w", name, line, err)
+	}
+	return &child{cmd: cmd, stdin: stdin, addr: strings.TrimSpace(strings.TrimPrefix(line, "LISTEN "))}, nil
+}
+
+func (c *child) stop() {
+	_ = c.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpuTime is the user+system CPU the process has used.
+func (c *child) cpuTime() time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+func drive(ctx context.Context, name string, target *child, concurrency int, d time.Duration, caPEM []byte,
+	next func(int) (string, []string, bool)) (result, error) {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	transport := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost: concurrency,
+		MaxConnsPerHost:     concurrency,
+	}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	url := "https://" + target.addr + "/authenticate"
+
+	var counter atomic.Int64
+	var wrong, authed atomic.Int64
+	latencies := make([][]time.Duration, concurrency)
+	errc := make(chan error, concurrency)
+	cpuBefore := target.cpuTime()
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				i := int(counter.Add(1))
+				token, auds, want := next(i)
+				body, _ := json.Marshal(authenticationv1.TokenReview{
+					TypeMeta: metaTokenReview,
+					Spec:     authenticationv1.TokenReviewSpec{Token: token, Audiences: auds},
+				})
+				t0 := time.Now()
+				got, err := post(ctx, client, url, body)
+				latencies[w] = append(latencies[w], time.Since(t0))
+				if err != nil {
+					errc <- err
+					return
+				}
+				if got.Authenticated != want || (want && got.User.Username != "hub:system:serviceaccount:tenant-a:reconciler") {
+					wrong.Add(1)
+				}
+				if got.Authenticated {
+					authed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := target.cpuTime() - cpuBefore
+	close(errc)
+	if err := <-errc; err != nil {
+		return result{}, fmt.Errorf("%s: %w", name, err)
+	}
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+	r := result{
+		name: name, requests: len(all), wrong: int(wrong.Load()), authed: int(authed.Load()), elapsed: elapsed,
+		p50: pct(0.50), p90: pct(0.90), p99: pct(0.99), max: all[len(all)-1], concurrency: concurrency,
+	}
+	r.correct = r.requests - r.wrong
+	if r.requests > 0 {
+		r.cpuPerReq = cpu / time.Duration(r.requests)
+	}
+	return r, nil
+}
+
+var metaTokenReview = metav1.TypeMeta{Kind: "TokenReview", APIVersion: "authentication.k8s.io/v1"}
+
+func post(ctx context.Context, client *http.Client, url string, body []byte) (authenticationv1.TokenReviewStatus, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return authenticationv1.TokenReviewStatus{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return authenticationv1.TokenReviewStatus{}, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return authenticationv1.TokenReviewStatus{}, fmt.Errorf("POST %s: %s", url, resp.Status)
+	}
+	var review authenticationv1.TokenReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
+		return authenticationv1.TokenReviewStatus{}, err
+	}
+	return review.Status, nil
+}
+
+func report(results []result) {
+	var trivial, trivial1 *result
+	for i := range results {
+		switch {
+		case strings.HasPrefix(results[i].name, "trivial") && results[i].concurrency > 1:
+			trivial = &results[i]
+		case strings.HasPrefix(results[i].name, "trivial"):
+			trivial1 = &results[i]
+		}
+	}
+	fmt.Printf("\n%-34s %4s %9s %8s %8s %8s %8s %10s %9s %7s %7s %7s\n",
+		"scenario", "c", "reviews/s", "p50", "p90", "p99", "max", "cpu/review", "authn", "x rps", "x cpu", "x p99")
+	for _, r := range results {
+		ref := trivial
+		if r.concurrency == 1 {
+			ref = trivial1
+		}
+		ratio := func(a, b float64) string {
+			if b == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", a/b)
+		}
+		xr, xc, xp := "-", "-", "-"
+		if ref != nil {
+			xr = ratio(r.rps(), ref.rps())
+			xc = ratio(float64(r.cpuPerReq), float64(ref.cpuPerReq))
+			xp = ratio(float64(r.p99), float64(ref.p99))
+		}
+		fmt.Printf("%-34s %4d %9.0f %8s %8s %8s %8s %10s %9s %7s %7s %7s\n", r.name, r.concurrency, r.rps(),
+			round(r.p50), round(r.p90), round(r.p99), round(r.max), round(r.cpuPerReq),
+			fmt.Sprintf("%d/%d", r.authed, r.requests), xr, xc, xp)
+	}
+	fmt.Println("\nx rps, x cpu, x p99: ratio to the trivial TLS handler at the same concurrency, in this run.")
+	fmt.Println("every answer was checked: a wrong one fails the run.")
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	}
+}
+
+// verifyCeiling measures raw RSA-2048 and P-256 signature checks per second on one core.
+func verifyCeiling() (rsaOps, ecOps float64) {
+	digest := sha256.Sum256([]byte("clustertrust"))
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsig, _ := rsa.SignPKCS1v15(rand.Reader, rk, crypto.SHA256, digest[:])
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	esig, _ := ecdsa.SignASN1(rand.Reader, ek, digest[:])
+	measure := func(f func() bool) float64 {
+		start, n := time.Now(), 0
+		for time.Since(start) < time.Second {
+			if !f() {
+				panic(errors.New("verify failed"))
+			}
+			n++
+		}
+		return float64(n) / time.Since(start).Seconds()
+	}
+	rsaOps = measure(func() bool { return rsa.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, digest[:], rsig) == nil })
+	ecOps = measure(func() bool { return ecdsa.VerifyASN1(&ek.PublicKey, digest[:], esig) })
+	return rsaOps, ecOps
+}

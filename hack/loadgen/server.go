@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/clustertrust/clustertrust/internal/authn"
+)
+
+// serverConfig is what the parent hands the child webhook.
+type serverConfig struct {
+	Trivial  bool     `json:"trivial"`
+	CertFile string   `json:"certFile"`
+	KeyFile  string   `json:"keyFile"`
+	CAPEM    []byte   `json:"caPEM"` // trusted for the issuers' discovery and JWKS
+	Issuers  []string `json:"issuers"`
+	Audience string   `json:"audience"`
+}
+
+// trivialReview is the ceiling: the least a TokenReview webhook can do over the same TLS and HTTP.
+var trivialReview = []byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"username":"hub:system:serviceaccount:tenant-a:reconciler"}}}` + "\n")
+
+// serve runs the child: the webhook's request path (or the trivial handler) on a loopback port. It
+// prints "LISTEN <addr>" once ready and exits when its standard input closes.
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configFile := fs.String("config", "", "serverConfig JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*configFile)
+	if err != nil {
+		return err
+	}
+	var cfg serverConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return err
+	}
+	var handler http.Handler
+	if cfg.Trivial {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(trivialReview)
+		})
+	} else {
+		router, err := buildRouter(cfg)
+		if err != nil {
+			return err
+		}
+		cache := authn.NewCachingAuthenticator(router, authn.CacheOptions{TTL: 10 * time.Second})
+		handler = &authn.Handler{Authenticator: cache, Log: logr.Discard()}
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin)) // the parent closes stdin to stop us
+		_ = srv.Close()
+	}()
+	fmt.Printf("LISTEN %s\n", ln.Addr())
+	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// buildRouter builds one remote-key entry per issuer, as the registry would, and waits for their first
+// key loads.
+func buildRouter(cfg serverConfig) (*authn.Router, error) {
+	router := authn.NewRouter()
+	compiler := authn.NewCompiler()
+	var entries []*authn.Entry
+	for i, iss := range cfg.Issuers {
+		name := fmt.Sprintf("issuer-%d", i)
+		e, err := authn.NewEntry(authn.Config{
+			Name: name, Issuer: iss, Audiences: []string{cfg.Audience}, CABundle: cfg.CAPEM,
+			UsernameClaim: "sub", UsernamePrefix: "hub:", GroupsPrefix: "hub:", ServiceAccountGroups: true,
+		}, authn.EntryOptions{Compiler: compiler, Log: logr.Discard()})
+		if err != nil {
+			return nil, err
+		}
+		e.Start()
+		router.Store(name, e)
+		entries = append(entries, e)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, e := range entries {
+		for !e.KeyStatus().Attempted {
+			if time.Now().After(deadline) {
+				return nil, errors.New("issuers did not load their keys within 2 minutes")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := e.KeyStatus().LastError; err != nil {
+			return nil, fmt.Errorf("issuer %s: %w", e.Config().Issuer, err)
+		}
+	}
+	return router, nil
+}

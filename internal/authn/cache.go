@@ -1,0 +1,161 @@
+package authn
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/utils/clock"
+)
+
+// DefaultCacheMaxEntries bounds the result cache. A cached result is about 1 KiB (user, groups, extras),
+// so the default caps the cache near 10 MiB while covering far more distinct live tokens than one
+// downstream normally sees between two token rotations.
+const DefaultCacheMaxEntries = 10000
+
+// CacheOptions configure a CachingAuthenticator.
+type CacheOptions struct {
+	// TTL bounds how long a successful result is reused; the token's own expiry bounds it further.
+	TTL time.Duration
+	// NegativeTTL, when positive, also caches refusals for that long (off by default: a refusal cached
+	// too long locks out a workload whose trust was just added).
+	NegativeTTL time.Duration
+	// MaxEntries bounds the number of cached results (DefaultCacheMaxEntries when zero).
+	MaxEntries int
+	Clock      clock.PassiveClock
+}
+
+// CacheStats counts cache use.
+type CacheStats struct {
+	Hits, Misses int64
+	Size         int
+}
+
+// CachingAuthenticator puts a bounded LRU result cache in front of a Router. Results are keyed by a
+// SHA-256 of the token and the requested audiences, so the cache never holds a token itself. A cached
+// success is dropped the moment the entry that produced it stops being routed (object deleted, changed
+// or in conflict); a cached refusal only holds while the routing table is unchanged.
+type CachingAuthenticator struct {
+	router *Router
+	opts   CacheOptions
+
+	mu    sync.Mutex
+	items map[[32]byte]*list.Element
+	lru   *list.List // front = most recently used
+
+	hits, misses atomic.Int64
+}
+
+type cached struct {
+	key        [32]byte
+	resp       *authenticator.Response
+	err        error
+	entry      *Entry // nil for a refusal
+	generation uint64 // router generation, for refusals
+	expires    time.Time
+}
+
+// NewCachingAuthenticator returns a cache in front of router.
+func NewCachingAuthenticator(router *Router, opts CacheOptions) *CachingAuthenticator {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = DefaultCacheMaxEntries
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &CachingAuthenticator{router: router, opts: opts, items: map[[32]byte]*list.Element{}, lru: list.New()}
+}
+
+// AuthenticateToken answers from the cache when it can, and from the router otherwise.
+func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	auds, _ := authenticator.AudiencesFrom(ctx)
+	key := cacheKey(token, auds)
+	if it, ok := c.lookup(key); ok {
+		c.hits.Add(1)
+		return it.resp, it.resp != nil, it.err
+	}
+	c.misses.Add(1)
+	generation := c.router.Generation()
+	resp, entry, expiry, err := c.router.authenticate(ctx, token)
+	now := c.opts.Clock.Now()
+	switch {
+	case resp != nil && err == nil:
+		ttl := c.opts.TTL
+		if !expiry.IsZero() && expiry.Sub(now) < ttl {
+			ttl = expiry.Sub(now)
+		}
+		if ttl > 0 {
+			c.store(&cached{key: key, resp: resp, entry: entry, expires: now.Add(ttl)})
+		}
+		return resp, true, nil
+	case c.opts.NegativeTTL > 0 && ctx.Err() == nil:
+		// Never cache a refusal caused by our own deadline: it says nothing about the token.
+		c.store(&cached{key: key, err: err, generation: generation, expires: now.Add(c.opts.NegativeTTL)})
+	}
+	return nil, false, err
+}
+
+// Stats reports hits, misses and the current size.
+func (c *CachingAuthenticator) Stats() CacheStats {
+	c.mu.Lock()
+	size := c.lru.Len()
+	c.mu.Unlock()
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Size: size}
+}
+
+func (c *CachingAuthenticator) lookup(key [32]byte) (*cached, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	it := el.Value.(*cached)
+	valid := c.opts.Clock.Now().Before(it.expires)
+	if it.entry != nil {
+		valid = valid && it.entry.routed.Load()
+	} else {
+		valid = valid && it.generation == c.router.Generation()
+	}
+	if !valid {
+		c.lru.Remove(el)
+		delete(c.items, key)
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return it, true
+}
+
+func (c *CachingAuthenticator) store(it *cached) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[it.key]; ok {
+		el.Value = it
+		c.lru.MoveToFront(el)
+		return
+	}
+	c.items[it.key] = c.lru.PushFront(it)
+	for c.lru.Len() > c.opts.MaxEntries {
+		oldest := c.lru.Back()
+		c.lru.Remove(oldest)
+		delete(c.items, oldest.Value.(*cached).key)
+	}
+}
+
+// cacheKey hashes the token with the requested audiences: the same token reviewed for other audiences
+// can have another answer (status.audiences differs).
+func cacheKey(token string, audiences []string) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(token))
+	for _, a := range audiences {
+		h.Write([]byte{0})
+		h.Write([]byte(a))
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}

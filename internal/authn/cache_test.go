@@ -1,0 +1,128 @@
+package authn
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/clustertrust/clustertrust/internal/testissuer"
+)
+
+func TestCache(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	r.Store("hub", startEntry(t, baseConfig(iss)))
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Minute, MaxEntries: 2, Clock: clk})
+	ctx := context.Background()
+	token := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
+
+	authn := func(ctx context.Context, tok string) bool {
+		_, ok, _ := c.AuthenticateToken(ctx, tok)
+		return ok
+	}
+	for range 2 {
+		if !authn(ctx, token) {
+			t.Fatal("not authenticated")
+		}
+	}
+	if s := c.Stats(); s.Hits != 1 || s.Misses != 1 || s.Size != 1 {
+		t.Fatalf("stats = %+v, want a hit on the repeated token", s)
+	}
+	// Other requested audiences are another key.
+	authn(authenticator.WithAudiences(ctx, authenticator.Audiences{testAudience}), token)
+	if s := c.Stats(); s.Misses != 2 {
+		t.Fatalf("stats = %+v, want a miss for other audiences", s)
+	}
+	// Refusals are not cached by default.
+	bad := mint(t, iss, testissuer.Claims{"sub": "a", "aud": "elsewhere"})
+	authn(ctx, bad)
+	authn(ctx, bad)
+	if s := c.Stats(); s.Misses != 4 {
+		t.Fatalf("stats = %+v, want refusals uncached", s)
+	}
+	// TTL.
+	clk.SetTime(clk.Now().Add(2 * time.Minute))
+	authn(ctx, token)
+	if s := c.Stats(); s.Misses != 5 {
+		t.Fatalf("stats = %+v, want a miss after the TTL", s)
+	}
+	// Bounded.
+	for i := range 5 {
+		authn(ctx, mint(t, iss, testissuer.Claims{"sub": string(rune('b' + i)), "aud": testAudience}))
+	}
+	if s := c.Stats(); s.Size != 2 {
+		t.Fatalf("size = %d, want the bound of 2", s.Size)
+	}
+}
+
+func TestCacheTTLBoundedByTokenExpiry(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.ES256)
+	r := NewRouter()
+	r.Store("hub", startEntry(t, baseConfig(iss)))
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Hour, Clock: clk})
+	token := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience, "exp": time.Now().Add(30 * time.Second).Unix()})
+	if _, ok, err := c.AuthenticateToken(context.Background(), token); !ok {
+		t.Fatal(err)
+	}
+	clk.SetTime(clk.Now().Add(29 * time.Second))
+	_, _, _ = c.AuthenticateToken(context.Background(), token)
+	clk.SetTime(clk.Now().Add(2 * time.Second))
+	_, _, _ = c.AuthenticateToken(context.Background(), token) // the verifier's own clock still accepts it: count misses
+	if s := c.Stats(); s.Hits != 1 || s.Misses != 2 {
+		t.Fatalf("stats = %+v, want a hit before the token's exp and a miss after it", s)
+	}
+}
+
+func TestCacheEvictsOnDeleteAndChange(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	r.Store("hub", startEntry(t, baseConfig(iss)))
+	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Hour})
+	ctx := context.Background()
+	token := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
+	if _, ok, _ := c.AuthenticateToken(ctx, token); !ok {
+		t.Fatal("not authenticated")
+	}
+
+	changed := baseConfig(iss)
+	changed.UsernamePrefix = "changed:"
+	r.Store("hub", startEntry(t, changed))
+	resp, ok, _ := c.AuthenticateToken(ctx, token)
+	if !ok || resp.User.GetName() != "changed:a" {
+		t.Fatalf("after a change: %v %v, want the new mapping at once", ok, resp)
+	}
+
+	r.Delete("hub")
+	if _, ok, _ := c.AuthenticateToken(ctx, token); ok {
+		t.Fatal("a cached result survived the deletion of its object")
+	}
+}
+
+func TestCacheNegativeOptIn(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Hour, NegativeTTL: time.Hour})
+	ctx := context.Background()
+	token := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
+	for range 2 {
+		_, _, _ = c.AuthenticateToken(ctx, token)
+	}
+	if s := c.Stats(); s.Hits != 1 {
+		t.Fatalf("stats = %+v, want the refusal cached", s)
+	}
+	// Adding trust invalidates cached refusals at once.
+	r.Store("hub", startEntry(t, baseConfig(iss)))
+	if _, ok, _ := c.AuthenticateToken(ctx, token); !ok {
+		t.Fatal("a cached refusal outlived a routing change")
+	}
+}
