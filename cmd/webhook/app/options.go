@@ -13,7 +13,9 @@ import (
 // ServeOptions are the flags of `webhook serve`, grouped by concern.
 type ServeOptions struct {
 	// Kubernetes API
-	Kubeconfig string
+	Kubeconfig   string
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 
 	// Serving
 	BindAddress     string
@@ -43,6 +45,8 @@ type ServeOptions struct {
 // NewServeOptions returns the defaults.
 func NewServeOptions() *ServeOptions {
 	return &ServeOptions{
+		KubeAPIQPS:             200,
+		KubeAPIBurst:           400,
 		BindAddress:            "0.0.0.0",
 		SecurePort:             9443,
 		ShutdownTimeout:        15 * time.Second,
@@ -58,6 +62,9 @@ func NewServeOptions() *ServeOptions {
 // AddFlags registers the flags on fs.
 func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the cluster holding the OpenIDConnect objects (default: in-cluster config, then $KUBECONFIG).")
+
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Client-side rate limit of requests to the API server (status writes); client-go's default of 5/s would take minutes to report on thousands of objects.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst allowed above --kube-api-qps.")
 
 	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "Address to serve /authenticate on.")
 	fs.IntVar(&o.SecurePort, "secure-port", o.SecurePort, "HTTPS port for /authenticate.")
@@ -90,6 +97,9 @@ func (o *ServeOptions) Validate() []error {
 	}
 	if net.ParseIP(o.BindAddress) == nil {
 		errs = append(errs, fmt.Errorf("--bind-address %q is not an IP address", o.BindAddress))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, errors.New("--kube-api-qps must be positive and --kube-api-burst at least 1"))
 	}
 	if o.KeyRefreshInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--key-refresh-interval %s is shorter than 1s", o.KeyRefreshInterval))

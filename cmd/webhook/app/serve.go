@@ -87,6 +87,7 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 	if err != nil {
 		return nil, err
 	}
+	restConfig.QPS, restConfig.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	if err := pingAPIServer(ctx, restConfig); err != nil {
 		return nil, err
 	}
