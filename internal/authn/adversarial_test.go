@@ -64,6 +64,7 @@ func newAdversary(t *testing.T) *adversary {
 	r.Store("hub", startEntry(t, hub))
 	other := baseConfig(a.other)
 	other.Name = "other"
+	other.MaxTokenLifetime = 24 * time.Hour
 	r.Store("other", startEntry(t, other))
 	raw := baseConfig(a.raw)
 	raw.Name, raw.UsernamePrefix = "raw", ""
@@ -241,6 +242,12 @@ func TestAdversarialTokens(t *testing.T) {
 		{name: "exp as float", token: craft(t, hubKey.Private, "RS256", hdr("RS256", hubKID), withClaim("exp", float64(time.Now().Unix())+3600.5)), accept: true},
 		{name: "exp negative", token: craft(t, hubKey.Private, "RS256", hdr("RS256", hubKID), withClaim("exp", -1))},
 		{name: "exp missing", token: craft(t, hubKey.Private, "RS256", hdr("RS256", hubKID), withClaim("exp", nil))},
+		{name: "exp far future, within no bound", token: craft(t, hubKey.Private, "RS256", hdr("RS256", hubKID), withClaim("exp", time.Now().AddDate(100, 0, 0).Unix())), accept: true},
+		{name: "exp far future, beyond maxTokenExpirationSeconds", token: craft(t, a.other.SigningKey().Private, "ES256", hdr("ES256", a.other.SigningKey().KID), func() string {
+			c := validClaims(a.other.URL)
+			c["exp"] = time.Now().AddDate(100, 0, 0).Unix()
+			return mustJSON(c)
+		}())},
 		{name: "exp huge", token: craft(t, hubKey.Private, "RS256", hdr("RS256", hubKID), rawJSON("exp", "1e400"))},
 		{name: "nbf as string", token: craft(t, hubKey.Private, "RS256", hdr("RS256", hubKID), withClaim("nbf", "0"))},
 		{name: "nbf far future", token: craft(t, hubKey.Private, "RS256", hdr("RS256", hubKID), withClaim("nbf", time.Now().Unix()+86400))},
