@@ -202,16 +202,7 @@ func untrust(t *testing.T, name string) {
 // waitReady waits for Ready=True.
 func waitReady(t *testing.T, name string) {
 	t.Helper()
-	framework.Eventually(t, 30*time.Second, name+" Ready", func() error {
-		c, _, err := condition(name, v1alpha1.ConditionReady)
-		if err != nil {
-			return err
-		}
-		if c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("Ready=%s %s: %s", c.Status, c.Reason, c.Message)
-		}
-		return nil
-	})
+	framework.WaitCondition(t, downstream.ctrl, name, v1alpha1.ConditionReady, metav1.ConditionTrue, "", "")
 }
 
 // clusters runs CLUSTERS_CMD with args (stop|start|rotate-key upstream).

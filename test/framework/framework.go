@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,20 @@ func Condition(ctx context.Context, c client.Client, name, typ string) (*metav1.
 		return nil, &obj, fmt.Errorf("no %s condition yet", typ)
 	}
 	return cond, &obj, nil
+}
+
+// WaitCondition waits until condition typ of the OpenIDConnect name has status and, when not empty,
+// reason, with a message containing messagePart.
+func WaitCondition(t testing.TB, c client.Client, name, typ string, status metav1.ConditionStatus, reason, messagePart string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("%s %s=%s %s", name, typ, status, reason), func() error {
+		cond, _, err := Condition(context.Background(), c, name, typ)
+		if err != nil {
+			return err
+		}
+		if cond.Status != status || (reason != "" && cond.Reason != reason) || !strings.Contains(cond.Message, messagePart) {
+			return fmt.Errorf("%s = %s/%s: %s", typ, cond.Status, cond.Reason, cond.Message)
+		}
+		return nil
+	})
 }

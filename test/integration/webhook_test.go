@@ -228,16 +228,7 @@ func TestInvalidObjectIsReportedAndNotRouted(t *testing.T) {
 	bad.Spec.ClaimMappings = &v1alpha1.ClaimMappings{Username: &v1alpha1.CELExpression{Expression: "claims.sub +"}}
 	createOIDC(t, bad)
 
-	framework.Eventually(t, 10*time.Second, "Ready=False InvalidSpec", func() error {
-		c, _, err := condition("bad-cel", v1alpha1.ConditionReady)
-		if err != nil {
-			return err
-		}
-		if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonInvalidSpec || !strings.Contains(c.Message, "claimMappings") {
-			return fmt.Errorf("Ready = %s/%s: %s", c.Status, c.Reason, c.Message)
-		}
-		return nil
-	})
+	framework.WaitCondition(t, adminClient, "bad-cel", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, "claimMappings")
 	tok, err := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience})
 	if err != nil {
 		t.Fatal(err)
@@ -255,13 +246,7 @@ func TestInvalidObjectIsReportedAndNotRouted(t *testing.T) {
 	if err := adminClient.Update(ctx, &obj); err != nil {
 		t.Fatal(err)
 	}
-	framework.Eventually(t, 10*time.Second, "fixed object authenticates", func() error {
-		st := reviewDirect(t, tok)
-		if !st.Authenticated || st.User.Username != "fixed:alice" {
-			return fmt.Errorf("status = %+v", st)
-		}
-		return nil
-	})
+	waitAuthenticatedAs(t, tok, "fixed:alice")
 }
 
 func TestKeysSyncedFalseKeepsServing(t *testing.T) {
@@ -322,13 +307,7 @@ func TestStaticKeysNeedNoNetwork(t *testing.T) {
 	obj.Spec.JWKS = &v1alpha1.JWKSSpec{Keys: jwks}
 	iss.Close() // the issuer is unreachable from here on
 	createOIDC(t, obj)
-	framework.Eventually(t, 10*time.Second, "static keys authenticate", func() error {
-		st := reviewDirect(t, tok)
-		if !st.Authenticated || st.User.Username != "static:alice" {
-			return fmt.Errorf("status = %+v", st)
-		}
-		return nil
-	})
+	waitAuthenticatedAs(t, tok, "static:alice")
 }
 
 func TestReadyz(t *testing.T) {
@@ -375,29 +354,11 @@ func TestConflictingObjects(t *testing.T) {
 	}
 	defer iss.Close()
 	createOIDC(t, newOIDC("first", iss))
-	framework.Eventually(t, 10*time.Second, "first Ready", func() error {
-		c, _, err := condition("first", v1alpha1.ConditionReady)
-		if err != nil {
-			return err
-		}
-		if c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("Ready = %s/%s", c.Status, c.Reason)
-		}
-		return nil
-	})
+	framework.WaitCondition(t, adminClient, "first", v1alpha1.ConditionReady, metav1.ConditionTrue, "", "")
 	second := newOIDC("second", iss)
 	second.Spec.UsernamePrefix = "other:"
 	createOIDC(t, second)
-	framework.Eventually(t, 10*time.Second, "second Ready=False Conflict", func() error {
-		c, _, err := condition("second", v1alpha1.ConditionReady)
-		if err != nil {
-			return err
-		}
-		if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonConflict || !strings.Contains(c.Message, `"first"`) {
-			return fmt.Errorf("Ready = %s/%s: %s", c.Status, c.Reason, c.Message)
-		}
-		return nil
-	})
+	framework.WaitCondition(t, adminClient, "second", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonConflict, `"first"`)
 	tok, err := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience})
 	if err != nil {
 		t.Fatal(err)
@@ -409,16 +370,16 @@ func TestConflictingObjects(t *testing.T) {
 	if err := adminClient.Delete(ctx, newOIDC("first", iss)); err != nil {
 		t.Fatal(err)
 	}
-	framework.Eventually(t, 10*time.Second, "second takes over", func() error {
-		if st := reviewDirect(t, tok); !st.Authenticated || st.User.Username != "other:alice" {
+	waitAuthenticatedAs(t, tok, "other:alice")
+	framework.WaitCondition(t, adminClient, "second", v1alpha1.ConditionReady, metav1.ConditionTrue, "", "")
+}
+
+// waitAuthenticatedAs waits until the webhook, asked directly, authenticates token as username.
+func waitAuthenticatedAs(t *testing.T, token, username string) {
+	t.Helper()
+	framework.Eventually(t, 10*time.Second, "authenticated as "+username, func() error {
+		if st := reviewDirect(t, token); !st.Authenticated || st.User.Username != username {
 			return fmt.Errorf("status = %+v", st)
-		}
-		c, _, err := condition("second", v1alpha1.ConditionReady)
-		if err != nil {
-			return err
-		}
-		if c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("Ready = %s/%s", c.Status, c.Reason)
 		}
 		return nil
 	})
