@@ -7,10 +7,13 @@ import (
 	"strings"
 )
 
-// MaxTokenBytes bounds a bearer token. Kubernetes ServiceAccount tokens are about 1 KiB and rich OIDC ID
-// tokens a few KiB; 16 KiB leaves room for large group claims while keeping a single review's decode
-// work small.
+// MaxTokenBytes is the default bound on a bearer token (--max-token-bytes). Kubernetes ServiceAccount
+// tokens are about 1 KiB and rich OIDC ID tokens a few KiB; 16 KiB leaves room for large group claims
+// while keeping a single review's decode work small.
 const MaxTokenBytes = 16 << 10
+
+// MaxTokenBytesLimit is the most --max-token-bytes may allow, and the hard bound of PeekIssuer.
+const MaxTokenBytesLimit = 64 << 10
 
 // ErrMalformedToken is returned for anything that is not a compact JWS with a string iss claim.
 var ErrMalformedToken = errors.New("token is not a JWT with an iss claim")
@@ -19,9 +22,9 @@ var ErrMalformedToken = errors.New("token is not a JWT with an iss claim")
 //
 // SECURITY: the value is untrusted. It is only used to choose which issuer entry verifies the token; the
 // entry's verifier then checks the signature with that issuer's keys and checks iss again, so a forged iss
-// can at worst select a verifier that rejects the token. The decode is bounded by MaxTokenBytes.
+// can at worst select a verifier that rejects the token. The decode is bounded by MaxTokenBytesLimit.
 func PeekIssuer(token string) (string, error) {
-	if len(token) == 0 || len(token) > MaxTokenBytes {
+	if len(token) == 0 || len(token) > MaxTokenBytesLimit {
 		return "", ErrMalformedToken
 	}
 	first := strings.IndexByte(token, '.')

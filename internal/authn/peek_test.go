@@ -30,7 +30,7 @@ func TestPeekIssuer(t *testing.T) {
 		{name: "no iss", token: hdr + "." + seg(`{"sub":"x"}`) + ".sig", wantErr: true},
 		{name: "iss not a string", token: hdr + "." + seg(`{"iss":42}`) + ".sig", wantErr: true},
 		{name: "iss empty", token: hdr + "." + seg(`{"iss":""}`) + ".sig", wantErr: true},
-		{name: "too long", token: hdr + "." + seg(`{"iss":"https://x","p":"`+strings.Repeat("a", MaxTokenBytes)+`"}`) + ".sig", wantErr: true},
+		{name: "too long", token: hdr + "." + seg(`{"iss":"https://x","p":"`+strings.Repeat("a", MaxTokenBytesLimit)+`"}`) + ".sig", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

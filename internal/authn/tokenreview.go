@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,9 +20,9 @@ import (
 )
 
 const (
-	// maxReviewBytes bounds a TokenReview body: a token of MaxTokenBytes plus the envelope and a few
-	// audiences fits with room to spare.
-	maxReviewBytes = MaxTokenBytes + 16<<10
+	// reviewEnvelopeBytes is what a TokenReview body may hold besides its token: the envelope and a
+	// few audiences fit with room to spare.
+	reviewEnvelopeBytes = 16 << 10
 	// reviewTimeout bounds one review, including a possible unknown-kid refetch; kube-apiserver's own
 	// webhook timeout is 10s.
 	reviewTimeout = 8 * time.Second
@@ -37,6 +38,21 @@ type TokenAuthenticator interface {
 type Handler struct {
 	Authenticator TokenAuthenticator
 	Log           logr.Logger
+	// MaxTokenBytes bounds spec.token (MaxTokenBytes when zero); the body may hold 16 KiB more.
+	MaxTokenBytes int
+	// MaxInFlight bounds concurrent reviews; beyond it the handler answers 429 with Retry-After, which
+	// kube-apiserver retries, instead of queueing work it cannot finish in time. Zero means no bound.
+	MaxInFlight int
+
+	inflight chan struct{}
+	once     sync.Once
+}
+
+func (h *Handler) maxTokenBytes() int {
+	if h.MaxTokenBytes > 0 {
+		return h.MaxTokenBytes
+	}
+	return MaxTokenBytes
 }
 
 // reviewEnvelope is the part of a TokenReview the handler reads. v1 and v1beta1 share this shape.
@@ -52,7 +68,7 @@ type reviewEnvelope struct {
 // ErrBadReview is wrapped by DecodeReview errors.
 var ErrBadReview = errors.New("invalid TokenReview")
 
-// DecodeReview parses a TokenReview request body of at most maxReviewBytes.
+// DecodeReview parses a TokenReview request body.
 func DecodeReview(body []byte) (*reviewEnvelope, error) {
 	var r reviewEnvelope
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -75,9 +91,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "only POST is allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxReviewBytes))
+	if h.MaxInFlight > 0 {
+		h.once.Do(func() { h.inflight = make(chan struct{}, h.MaxInFlight) })
+		select {
+		case h.inflight <- struct{}{}:
+			defer func() { <-h.inflight }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many concurrent reviews", http.StatusTooManyRequests)
+			return
+		}
+	}
+	limit := int64(h.maxTokenBytes() + reviewEnvelopeBytes)
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
 	if err != nil {
-		http.Error(w, fmt.Sprintf("request body larger than %d bytes", maxReviewBytes), http.StatusRequestEntityTooLarge)
+		http.Error(w, fmt.Sprintf("request body larger than %d bytes", limit), http.StatusRequestEntityTooLarge)
 		return
 	}
 	review, err := DecodeReview(body)
@@ -95,8 +123,8 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) authenticationv
 	if token == "" {
 		return authenticationv1.TokenReviewStatus{Error: "token is empty"}
 	}
-	if len(token) > MaxTokenBytes {
-		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", MaxTokenBytes)}
+	if len(token) > h.maxTokenBytes() {
+		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())}
 	}
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()

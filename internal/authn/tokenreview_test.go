@@ -64,7 +64,7 @@ func TestHandler(t *testing.T) {
 		{name: "wrong kind", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview"}`, wantCode: 400},
 		{name: "wrong version", body: `{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview"}`, wantCode: 400},
 		{name: "malformed JSON", body: `{"apiVersion":`, wantCode: 400},
-		{name: "body too large", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + strings.Repeat("a", maxReviewBytes) + `"}}`, wantCode: 413},
+		{name: "body too large", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + strings.Repeat("a", MaxTokenBytes+reviewEnvelopeBytes) + `"}}`, wantCode: 413},
 		{name: "GET", method: http.MethodGet, wantCode: 405},
 	}
 	for _, tt := range tests {
@@ -134,6 +134,53 @@ func FuzzDecodeReview(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrBadReview) {
 			t.Fatalf("error %v does not wrap ErrBadReview", err)
+		}
+	})
+}
+
+// blockingAuthenticator holds every review until release is closed.
+type blockingAuthenticator struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingAuthenticator) AuthenticateToken(context.Context, string) (*authenticator.Response, bool, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return nil, false, errors.New("refused")
+}
+
+func TestHandlerLimits(t *testing.T) {
+	t.Parallel()
+	review := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}`
+	t.Run("concurrency bound answers 429 with Retry-After", func(t *testing.T) {
+		t.Parallel()
+		b := &blockingAuthenticator{entered: make(chan struct{}, 2), release: make(chan struct{})}
+		h := &Handler{Authenticator: b, Log: logr.Discard(), MaxInFlight: 2}
+		done := make(chan struct{})
+		for range 2 {
+			go func() { post(t, h, http.MethodPost, review); done <- struct{}{} }()
+		}
+		<-b.entered
+		<-b.entered
+		rec, _ := post(t, h, http.MethodPost, review)
+		if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+			t.Fatalf("third concurrent review: %d %v, want 429 with Retry-After", rec.Code, rec.Header())
+		}
+		close(b.release)
+		<-done
+		<-done
+		rec, _ = post(t, h, http.MethodPost, review)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("after the others finished: %d", rec.Code)
+		}
+	})
+	t.Run("configured token size", func(t *testing.T) {
+		t.Parallel()
+		h := &Handler{Authenticator: &fakeAuthenticator{}, Log: logr.Discard(), MaxTokenBytes: 1024}
+		_, out := post(t, h, http.MethodPost, `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+strings.Repeat("a", 1025)+`"}}`)
+		if status, _ := out["status"].(map[string]any); !strings.Contains(status["error"].(string), "longer than 1024 bytes") {
+			t.Fatalf("out = %v", out)
 		}
 	})
 }

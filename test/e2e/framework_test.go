@@ -266,7 +266,7 @@ func whoami(t *testing.T, token string) (string, error) {
 // reviewDirect posts a TokenReview straight to clustertrust, bypassing kube-apiserver and its cache.
 func reviewDirect(t *testing.T, token string) authenticationv1.TokenReviewStatus {
 	t.Helper()
-	return framework.ReviewDirect(t, webhookURL, webhookCA, token)
+	return framework.ReviewDirect(t, webhookURL, webhookCA, nil, token)
 }
 
 func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {

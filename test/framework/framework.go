@@ -40,13 +40,17 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 	return 0
 }
 
-// ReviewDirect posts a TokenReview straight to the webhook at url (trusting caPEM), bypassing
-// kube-apiserver and its cache.
-func ReviewDirect(t testing.TB, url string, caPEM []byte, token string, audiences ...string) authenticationv1.TokenReviewStatus {
+// ReviewDirect posts a TokenReview straight to the webhook at url (trusting caPEM, presenting
+// clientCert when not nil), bypassing kube-apiserver and its cache.
+func ReviewDirect(t testing.TB, url string, caPEM []byte, clientCert *tls.Certificate, token string, audiences ...string) authenticationv1.TokenReviewStatus {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if clientCert != nil {
+		cfg.Certificates = []tls.Certificate{*clientCert}
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 	body, err := json.Marshal(authenticationv1.TokenReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"},
 		Spec:     authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
@@ -64,6 +68,9 @@ func ReviewDirect(t testing.TB, url string, caPEM []byte, token string, audience
 		t.Fatalf("POST %s: %v", url, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s", url, resp.Status)
+	}
 	var review authenticationv1.TokenReview
 	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
 		t.Fatalf("decode TokenReview: %v", err)

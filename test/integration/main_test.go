@@ -8,6 +8,7 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,9 +40,13 @@ var (
 	webhookCA   []byte
 	probeURL    string
 	metricsURL  string
-	webhookLog  string
-	issuer      *testissuer.Issuer
-	audience    string
+	// reviewerCert is the client certificate the webhook accepts; strangerCert is signed by the same CA
+	// for a name it does not allow.
+	reviewerCert tls.Certificate
+	strangerCert pki.Pair
+	webhookLog   string
+	issuer       *testissuer.Issuer
+	audience     string
 )
 
 func TestMain(m *testing.M) {
@@ -93,8 +98,28 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	webhookCA = ca.CertPEM()
+	// kube-apiserver authenticates to the webhook with a client certificate (mTLS); the tests' direct
+	// reviews present one of the same name.
+	clientCA, err := pki.NewCA("clustertrust-integration-client-ca")
+	if err != nil {
+		return 1, err
+	}
+	clientCAFile := filepath.Join(dir, "client-ca.crt")
+	if err := os.WriteFile(clientCAFile, clientCA.CertPEM(), 0o600); err != nil {
+		return 1, err
+	}
+	apiserverCert, err := clientCA.Client("kube-apiserver")
+	if err != nil {
+		return 1, err
+	}
+	if reviewerCert, err = tls.X509KeyPair(apiserverCert.CertPEM, apiserverCert.KeyPEM); err != nil {
+		return 1, err
+	}
+	if strangerCert, err = clientCA.Client("not-kube-apiserver"); err != nil {
+		return 1, err
+	}
 	webhookConfig := filepath.Join(dir, "webhook.kubeconfig")
-	webhookKubeconfig, err := app.WebhookKubeconfig(webhookURL, webhookCA, nil, nil)
+	webhookKubeconfig, err := app.WebhookKubeconfig(webhookURL, webhookCA, apiserverCert.CertPEM, apiserverCert.KeyPEM)
 	if err != nil {
 		return 1, err
 	}
@@ -162,6 +187,8 @@ func run(m *testing.M) (int, error) {
 			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probePort),
 			"--min-refetch-interval", "100ms",
 			"--v", "4",
+			"--client-ca-file", clientCAFile,
+			"--client-allowed-names", "kube-apiserver",
 		}, logFile, logFile)
 	}()
 	defer func() {

@@ -4,9 +4,12 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -339,7 +342,7 @@ func whoami(ctx context.Context, token string) (string, error) {
 func reviewDirect(t *testing.T, token string, audiences ...string) authenticationv1.TokenReviewStatus {
 	t.Helper()
 	remember(token)
-	return framework.ReviewDirect(t, webhookURL, webhookCA, token, audiences...)
+	return framework.ReviewDirect(t, webhookURL, webhookCA, &reviewerCert, token, audiences...)
 }
 
 func condition(name, typ string) (*metav1.Condition, *v1alpha1.OpenIDConnect, error) {
@@ -383,4 +386,28 @@ func waitAuthenticatedAs(t *testing.T, token, username string) {
 		}
 		return nil
 	})
+}
+
+func TestCallerMustPresentAnAllowedClientCertificate(t *testing.T) {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(webhookCA)
+	stranger, err := tls.X509KeyPair(strangerCert.CertPEM, strangerCert.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "a name not allowed": {stranger}} {
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}}}
+		resp, err := hc.Post(webhookURL, "application/json", strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}`)) //nolint:noctx // bounded by the client timeout
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: status %s, want 401", name, resp.Status)
+		}
+	}
+	// Probes stay reachable without any certificate.
+	if err := waitHTTP(probeURL+"/readyz", time.Second); err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
 }

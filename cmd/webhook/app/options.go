@@ -24,6 +24,12 @@ type ServeOptions struct {
 	TLSKeyFile      string
 	ShutdownTimeout time.Duration
 
+	// Callers and limits
+	ClientCAFile         string
+	ClientAllowedNames   []string
+	MaxTokenBytes        int
+	MaxConcurrentReviews int
+
 	// Probes and metrics
 	HealthProbeBindAddress string
 	MetricsBindAddress     string
@@ -50,6 +56,8 @@ func NewServeOptions() *ServeOptions {
 		BindAddress:            "0.0.0.0",
 		SecurePort:             9443,
 		ShutdownTimeout:        15 * time.Second,
+		MaxTokenBytes:          16 << 10,
+		MaxConcurrentReviews:   256,
 		HealthProbeBindAddress: ":8081",
 		MetricsBindAddress:     ":8080",
 		KeyRefreshInterval:     5 * time.Minute,
@@ -71,6 +79,11 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "Serving certificate (PEM); re-read when the file changes.")
 	fs.StringVar(&o.TLSKeyFile, "tls-private-key-file", o.TLSKeyFile, "Serving private key (PEM); re-read when the file changes.")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "How long in-flight reviews may take to finish on shutdown.")
+
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "When set, /authenticate requires a client certificate signed by this CA (PEM, re-read when the file changes); others get 401.")
+	fs.StringSliceVar(&o.ClientAllowedNames, "client-allowed-names", o.ClientAllowedNames, "With --client-ca-file: accepted client certificate common names or DNS names (empty: any).")
+	fs.IntVar(&o.MaxTokenBytes, "max-token-bytes", o.MaxTokenBytes, "Longest bearer token accepted (at most 65536).")
+	fs.IntVar(&o.MaxConcurrentReviews, "max-concurrent-reviews", o.MaxConcurrentReviews, "Reviews processed at once; beyond it the webhook answers 429 with Retry-After, which kube-apiserver retries.")
 
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address for /healthz and /readyz (plain HTTP); \"0\" disables.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address for Prometheus /metrics (plain HTTP); \"0\" disables.")
@@ -106,6 +119,15 @@ func (o *ServeOptions) Validate() []error {
 	}
 	if o.MinRefetchInterval < 0 {
 		errs = append(errs, errors.New("--min-refetch-interval must not be negative"))
+	}
+	if o.MaxTokenBytes < 1024 || o.MaxTokenBytes > 64<<10 {
+		errs = append(errs, fmt.Errorf("--max-token-bytes %d is outside 1024..65536", o.MaxTokenBytes))
+	}
+	if o.MaxConcurrentReviews < 1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-reviews %d must be at least 1", o.MaxConcurrentReviews))
+	}
+	if len(o.ClientAllowedNames) > 0 && o.ClientCAFile == "" {
+		errs = append(errs, errors.New("--client-allowed-names needs --client-ca-file"))
 	}
 	if o.CacheTTL < 0 || o.NegativeCacheTTL < 0 {
 		errs = append(errs, errors.New("--cache-ttl and --negative-cache-ttl must not be negative"))

@@ -14,7 +14,8 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("exit code = %d, stderr = %s", code, errOut.String())
 	}
 	for _, flag := range []string{"--kubeconfig", "--secure-port", "--bind-address", "--tls-cert-file", "--tls-private-key-file",
-		"--metrics-bind-address", "--health-probe-bind-address", "--key-refresh-interval", "--min-refetch-interval"} {
+		"--metrics-bind-address", "--health-probe-bind-address", "--key-refresh-interval", "--min-refetch-interval",
+		"--client-ca-file", "--client-allowed-names", "--max-token-bytes", "--max-concurrent-reviews", "--cache-ttl", "--kube-api-qps"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("serve --help does not mention %s", flag)
 		}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -33,6 +34,7 @@ import (
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/authn"
 	"github.com/clustertrust/clustertrust/internal/registry"
+	"github.com/clustertrust/clustertrust/internal/serving"
 )
 
 func newServeCommand() *cobra.Command {
@@ -140,8 +142,22 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 			TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxEntries: o.CacheMaxEntries,
 		})
 	}
+	var review http.Handler = &authn.Handler{
+		Authenticator: reviewer, Log: log.WithName("tokenreview"),
+		MaxTokenBytes: o.MaxTokenBytes, MaxInFlight: o.MaxConcurrentReviews,
+	}
+	if o.ClientCAFile != "" {
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", o.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("could not load --client-ca-file: %w", err)
+		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { ca.Run(ctx, 1); return nil })); err != nil {
+			return nil, err
+		}
+		review = &serving.ClientCertAuth{CA: ca, AllowedNames: o.ClientAllowedNames, Next: review, Log: log.WithName("clientauth")}
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/authenticate", &authn.Handler{Authenticator: reviewer, Log: log.WithName("tokenreview")})
+	mux.Handle("/authenticate", review)
 	return &server{opts: o, log: log, mgr: mgr, certs: certs, handler: mux}, nil
 }
 
@@ -157,6 +173,9 @@ func (s *server) Run(ctx context.Context) error {
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: s.certs.GetCertificate,
+			// A client certificate is requested, and verified per request by serving.ClientCertAuth
+			// against the current client CA, so that a refused caller gets a countable 401.
+			ClientAuth: s.clientAuth(),
 		},
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -184,6 +203,13 @@ func (s *server) Run(ctx context.Context) error {
 		return err
 	}
 	return s.mgr.Start(ctx)
+}
+
+func (s *server) clientAuth() tls.ClientAuthType {
+	if s.opts.ClientCAFile != "" {
+		return tls.RequestClientCert
+	}
+	return tls.NoClientCert
 }
 
 func loadRESTConfig(kubeconfig string) (*rest.Config, error) {
