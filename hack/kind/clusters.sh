@@ -46,7 +46,8 @@ case "${1:-}" in
   env)
     for name in upstream downstream third; do echo "export ${name^^}_KUBECONFIG=$(kc "${name}")"; done
     echo "export WEBHOOK_URL=https://127.0.0.1:19443/authenticate"
-    echo "export WEBHOOK_CA_FILE=${state}/webhook/webhook-ca.crt" ;;
+    echo "export WEBHOOK_CA_FILE=${state}/webhook/webhook-ca.crt"
+    echo "export WEBHOOK_METRICS_URL=http://127.0.0.1:19080/metrics" ;;
   stop) docker stop "ct-${2:?cluster}-control-plane" ;;
   start)
     docker start "ct-${2:?cluster}-control-plane"

@@ -27,6 +27,8 @@ type CacheOptions struct {
 	// MaxEntries bounds the number of cached results (DefaultCacheMaxEntries when zero).
 	MaxEntries int
 	Clock      clock.PassiveClock
+	// Metrics, when set, counts hits and misses.
+	Metrics *Metrics
 }
 
 // CacheStats counts cache use.
@@ -76,9 +78,12 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 	key := cacheKey(token, auds)
 	if it, ok := c.lookup(key); ok {
 		c.hits.Add(1)
+		c.opts.Metrics.cacheLookup(true)
+		noteIssuer(ctx, it.entry)
 		return it.resp, it.resp != nil, it.err
 	}
 	c.misses.Add(1)
+	c.opts.Metrics.cacheLookup(false)
 	generation := c.router.Generation()
 	resp, entry, expiry, err := c.router.authenticate(ctx, token)
 	now := c.opts.Clock.Now()

@@ -61,18 +61,21 @@ type EntryOptions struct {
 	Clock    clock.WithTicker
 	// OnRefresh is called after each key fetch attempt, so the control loop can report it.
 	OnRefresh func()
+	// Metrics, when set, records key fetches.
+	Metrics *Metrics
 }
 
 // Entry verifies tokens of one OpenIDConnect object. It owns its key set's background refresh.
 type Entry struct {
 	// routed is true while the router serves this entry; cached results of an entry that is no longer
 	// routed (deleted, replaced or in conflict) are discarded.
-	routed atomic.Bool
-	cfg    Config
-	keys   *KeySet
-	jwt    authenticator.Token
-	ctx    context.Context // lives until Close
-	cancel context.CancelFunc
+	routed     atomic.Bool
+	issuerHash string
+	cfg        Config
+	keys       *KeySet
+	jwt        authenticator.Token
+	ctx        context.Context // lives until Close
+	cancel     context.CancelFunc
 }
 
 // NewCompiler returns the CEL compiler to share between entries.
@@ -108,6 +111,7 @@ func NewEntry(cfg Config, opts EntryOptions) (*Entry, error) {
 		RefreshInterval:    cfg.RefreshInterval,
 		MinRefetchInterval: cfg.MinRefetchInterval,
 		OnRefresh:          opts.OnRefresh,
+		Metrics:            opts.Metrics,
 		Clock:              opts.Clock,
 		Log:                opts.Log,
 	})
@@ -133,7 +137,7 @@ func NewEntry(cfg Config, opts EntryOptions) (*Entry, error) {
 		cancel()
 		return nil, err
 	}
-	return &Entry{cfg: cfg, keys: keys, jwt: jwt, ctx: ctx, cancel: cancel}, nil
+	return &Entry{cfg: cfg, keys: keys, jwt: jwt, ctx: ctx, cancel: cancel, issuerHash: IssuerHash(cfg.Issuer)}, nil
 }
 
 // jwtAuthenticator translates cfg into the apiserver's JWT authenticator configuration.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,8 +60,10 @@ type KeySetOptions struct {
 	MinRefetchInterval time.Duration
 	// OnRefresh is called after every completed fetch attempt, successful or not.
 	OnRefresh func()
-	Clock     clock.WithTicker
-	Log       logr.Logger
+	// Metrics, when set, records fetches and refetches under IssuerHash(Issuer).
+	Metrics *Metrics
+	Clock   clock.WithTicker
+	Log     logr.Logger
 }
 
 // KeyInfo describes one verification key.
@@ -90,11 +94,12 @@ type KeySetStatus struct {
 // authenticator verifies signatures through it. Reads are lock-free; fetches are single-flight and
 // never drop the last good keys on failure.
 type KeySet struct {
-	opts   KeySetOptions
-	static bool
-	algs   []jose.SignatureAlgorithm
-	keys   atomic.Pointer[[]jose.JSONWebKey]
-	clock  clock.WithTicker
+	opts       KeySetOptions
+	static     bool
+	issuerHash string
+	algs       []jose.SignatureAlgorithm
+	keys       atomic.Pointer[[]jose.JSONWebKey]
+	clock      clock.WithTicker
 
 	mu          sync.Mutex
 	ctx         context.Context // lifecycle; fetches run on it, not on a request's context
@@ -121,7 +126,7 @@ func NewKeySet(opts KeySetOptions) (*KeySet, error) {
 	if len(algs) == 0 {
 		algs = AllSigningAlgs
 	}
-	k := &KeySet{opts: opts, clock: opts.Clock, ctx: context.Background()}
+	k := &KeySet{opts: opts, clock: opts.Clock, ctx: context.Background(), issuerHash: IssuerHash(opts.Issuer)}
 	for _, a := range algs {
 		k.algs = append(k.algs, jose.SignatureAlgorithm(a))
 	}
@@ -241,7 +246,11 @@ func (k *KeySet) refresh(waitCtx context.Context, onDemand bool) {
 	if onDemand && !k.lastAttempt.IsZero() && k.clock.Since(k.lastAttempt) < k.opts.MinRefetchInterval {
 		k.status.Suppressed++
 		k.mu.Unlock()
+		k.opts.Metrics.refetch(k.issuerHash, true)
 		return
+	}
+	if onDemand {
+		k.opts.Metrics.refetch(k.issuerHash, false)
 	}
 	ch := make(chan struct{})
 	k.inflight = ch
@@ -249,7 +258,8 @@ func (k *KeySet) refresh(waitCtx context.Context, onDemand bool) {
 	ctx := k.ctx
 	k.mu.Unlock()
 
-	keys, uri, err := k.fetch(ctx)
+	keys, uri, jwksHash, err := k.fetch(ctx)
+	k.opts.Metrics.fetch(k.issuerHash, err, k.clock.Now(), jwksHash)
 
 	k.mu.Lock()
 	k.status.Attempted = true
@@ -274,20 +284,22 @@ func (k *KeySet) refresh(waitCtx context.Context, onDemand bool) {
 	}
 }
 
-func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, string, error) {
+// fetch runs discovery and fetches the JWKS; it also returns a short hash of the JWKS for metrics.
+func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, string, string, error) {
 	uri, err := discover(ctx, k.opts.Client, k.opts.DiscoveryURL, k.opts.Issuer)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	body, err := get(ctx, k.opts.Client, uri, acceptJWKS, maxJWKSBytes)
 	if err != nil {
-		return nil, uri, fmt.Errorf("could not fetch JWKS: %w", err)
+		return nil, uri, "", fmt.Errorf("could not fetch JWKS: %w", err)
 	}
 	keys, err := ParseJWKS(body)
 	if err != nil {
-		return nil, uri, fmt.Errorf("could not parse JWKS from %s: %w", uri, err)
+		return nil, uri, "", fmt.Errorf("could not parse JWKS from %s: %w", uri, err)
 	}
-	return keys, uri, nil
+	sum := sha256.Sum256(body)
+	return keys, uri, hex.EncodeToString(sum[:6]), nil
 }
 
 // ParseJWKS parses a JWKS document and keeps only usable public signing keys: RSA of at least 2048

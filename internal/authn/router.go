@@ -165,10 +165,12 @@ func (r *Router) authenticate(ctx context.Context, token string) (*authenticator
 	if len(entries) == 0 {
 		return nil, nil, time.Time{}, ErrUnknownIssuer
 	}
+	noteIssuer(ctx, entries[0])
 	var firstErr error
 	for _, e := range entries {
 		resp, expiry, err := e.authenticate(ctx, token)
 		if resp != nil && err == nil {
+			noteIssuer(ctx, e)
 			return resp, e, expiry, nil
 		}
 		if firstErr == nil {

@@ -40,6 +40,8 @@ type Handler struct {
 	Log           logr.Logger
 	// MaxTokenBytes bounds spec.token (MaxTokenBytes when zero); the body may hold 16 KiB more.
 	MaxTokenBytes int
+	// Metrics, when set, records every review's result and latency.
+	Metrics *Metrics
 	// MaxInFlight bounds concurrent reviews; beyond it the handler answers 429 with Retry-After, which
 	// kube-apiserver retries, instead of queueing work it cannot finish in time. Zero means no bound.
 	MaxInFlight int
@@ -113,18 +115,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	status := h.review(req.Context(), review)
+	start := time.Now()
+	ctx, info := withReviewInfo(req.Context())
+	status, result := h.review(ctx, review)
 	writeReview(w, review.APIVersion, status)
+	h.Metrics.review(result, info.issuer, time.Since(start))
 }
 
-// review authenticates the token of r and builds the v1 status to answer with.
-func (h *Handler) review(ctx context.Context, r *reviewEnvelope) authenticationv1.TokenReviewStatus {
+// review authenticates the token of r and builds the v1 status to answer with, and the result label.
+func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (authenticationv1.TokenReviewStatus, string) {
 	token := r.Spec.Token
 	if token == "" {
-		return authenticationv1.TokenReviewStatus{Error: "token is empty"}
+		return authenticationv1.TokenReviewStatus{Error: "token is empty"}, ResultInvalid
 	}
 	if len(token) > h.maxTokenBytes() {
-		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())}
+		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())}, ResultInvalid
 	}
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
@@ -139,7 +144,7 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) authenticationv
 			msg = err.Error()
 		}
 		log.Info("Token rejected", "reason", msg)
-		return authenticationv1.TokenReviewStatus{Error: msg}
+		return authenticationv1.TokenReviewStatus{Error: msg}, classify(false, err)
 	}
 	u := resp.User
 	log.Info("Token authenticated", "username", u.GetName())
@@ -158,7 +163,7 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) authenticationv
 			status.User.Extra[k] = v
 		}
 	}
-	return status
+	return status, ResultAuthenticated
 }
 
 // writeReview answers in the requested version. The response is built fresh, so spec.token can never

@@ -9,7 +9,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -410,4 +412,24 @@ func TestCallerMustPresentAnAllowedClientCertificate(t *testing.T) {
 	if err := waitHTTP(probeURL+"/readyz", time.Second); err != nil {
 		t.Fatalf("readyz: %v", err)
 	}
+	// The refusals are counted.
+	resp, err := http.Get(metricsURL) //nolint:noctx // loopback test server
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^clustertrust_unauthorized_callers_total [1-9]`).Match(body) {
+		t.Fatalf("clustertrust_unauthorized_callers_total does not count the refusals:\n%s", grepLines(string(body), "unauthorized"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
@@ -112,6 +114,10 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		return nil, fmt.Errorf("could not create the controller manager: %w", err)
 	}
 
+	m, err := authn.NewMetrics(crmetrics.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("could not register metrics: %w", err)
+	}
 	// One router, handed to both sides: the reconciler writes entries, the handler reads them.
 	router := authn.NewRouter()
 	rec := &registry.Reconciler{
@@ -119,7 +125,7 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		Router:             router,
 		Recorder:           mgr.GetEventRecorder("clustertrust"),
 		Log:                log.WithName("registry"),
-		EntryOptions:       authn.EntryOptions{Compiler: authn.NewCompiler(), Clock: clock.RealClock{}},
+		EntryOptions:       authn.EntryOptions{Compiler: authn.NewCompiler(), Clock: clock.RealClock{}, Metrics: m},
 		RefreshInterval:    o.KeyRefreshInterval,
 		MinRefetchInterval: o.MinRefetchInterval,
 	}
@@ -136,14 +142,19 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		return nil, err
 	}
 
+	crmetrics.Registry.MustRegister(rec.Collector())
 	var reviewer authn.TokenAuthenticator = router
 	if o.CacheTTL > 0 {
-		reviewer = authn.NewCachingAuthenticator(router, authn.CacheOptions{
-			TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxEntries: o.CacheMaxEntries,
+		cache := authn.NewCachingAuthenticator(router, authn.CacheOptions{
+			TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxEntries: o.CacheMaxEntries, Metrics: m,
 		})
+		crmetrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "clustertrust_cache_entries", Help: "Results held by the result cache.",
+		}, func() float64 { return float64(cache.Stats().Size) }))
+		reviewer = cache
 	}
 	var review http.Handler = &authn.Handler{
-		Authenticator: reviewer, Log: log.WithName("tokenreview"),
+		Authenticator: reviewer, Log: log.WithName("tokenreview"), Metrics: m,
 		MaxTokenBytes: o.MaxTokenBytes, MaxInFlight: o.MaxConcurrentReviews,
 	}
 	if o.ClientCAFile != "" {
@@ -154,7 +165,11 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { ca.Run(ctx, 1); return nil })); err != nil {
 			return nil, err
 		}
-		review = &serving.ClientCertAuth{CA: ca, AllowedNames: o.ClientAllowedNames, Next: review, Log: log.WithName("clientauth")}
+		auth := &serving.ClientCertAuth{CA: ca, AllowedNames: o.ClientAllowedNames, Next: review, Log: log.WithName("clientauth")}
+		crmetrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "clustertrust_unauthorized_callers_total", Help: "Requests to /authenticate refused for lacking an acceptable client certificate.",
+		}, func() float64 { return float64(auth.Rejected()) }))
+		review = auth
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/authenticate", review)

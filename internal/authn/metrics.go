@@ -1,0 +1,146 @@
+package authn
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Review results, the values of the result label.
+const (
+	ResultAuthenticated = "authenticated"
+	ResultInvalid       = "invalid"
+	ResultUnknownIssuer = "unknown_issuer"
+	ResultError         = "error"
+)
+
+// Metrics are the request path's Prometheus metrics. Issuers are labelled by IssuerHash, never by URL:
+// a URL can be long and sensitive, and only routed issuers get a label so that an attacker choosing
+// iss values cannot grow the label set. A nil *Metrics records nothing.
+type Metrics struct {
+	reviews        *prometheus.CounterVec
+	reviewDuration *prometheus.HistogramVec
+	fetches        *prometheus.CounterVec
+	lastFetch      *prometheus.GaugeVec
+	keySet         *prometheus.GaugeVec
+	refetches      *prometheus.CounterVec
+	cache          *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clustertrust_tokenreviews_total", Help: "TokenReviews answered, by result and issuer hash.",
+		}, []string{"result", "issuer"}),
+		reviewDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "clustertrust_tokenreview_duration_seconds", Help: "Time to answer a TokenReview, by result.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"result"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clustertrust_jwks_fetches_total", Help: "Discovery and JWKS fetches, by issuer hash and result (success or failure).",
+		}, []string{"issuer", "result"}),
+		lastFetch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clustertrust_jwks_last_success_timestamp_seconds", Help: "When the issuer's keys were last fetched successfully (Unix time).",
+		}, []string{"issuer"}),
+		keySet: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clustertrust_jwks_keyset_info", Help: "1 for the key set each issuer currently uses, labelled by a hash of its JWKS.",
+		}, []string{"issuer", "keyset"}),
+		refetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clustertrust_unknown_kid_refetches_total", Help: "Key refetches caused by tokens with an unknown kid, by issuer hash and outcome (fetched or suppressed by the rate limit).",
+		}, []string{"issuer", "outcome"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clustertrust_cache_requests_total", Help: "Result cache lookups, by result (hit or miss).",
+		}, []string{"result"}),
+	}
+	for _, c := range []prometheus.Collector{m.reviews, m.reviewDuration, m.fetches, m.lastFetch, m.keySet, m.refetches, m.cache} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// IssuerHash labels an issuer in metrics: the first 8 hex digits of the SHA-256 of its URL.
+func IssuerHash(issuer string) string {
+	sum := sha256.Sum256([]byte(issuer))
+	return hex.EncodeToString(sum[:4])
+}
+
+// reviewInfo travels in the context of one review so the router can say which issuer answered.
+type reviewInfo struct{ issuer string }
+
+type reviewInfoKey struct{}
+
+func withReviewInfo(ctx context.Context) (context.Context, *reviewInfo) {
+	info := &reviewInfo{}
+	return context.WithValue(ctx, reviewInfoKey{}, info), info
+}
+
+func noteIssuer(ctx context.Context, e *Entry) {
+	if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok && e != nil {
+		info.issuer = e.issuerHash
+	}
+}
+
+// classify maps an authentication outcome to a result label.
+func classify(ok bool, err error) string {
+	switch {
+	case ok:
+		return ResultAuthenticated
+	case errors.Is(err, ErrUnknownIssuer):
+		return ResultUnknownIssuer
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrNoKeys):
+		return ResultError
+	default:
+		return ResultInvalid
+	}
+}
+
+func (m *Metrics) review(result, issuer string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.reviews.WithLabelValues(result, issuer).Inc()
+	m.reviewDuration.WithLabelValues(result).Observe(took.Seconds())
+}
+
+func (m *Metrics) fetch(issuer string, err error, now time.Time, jwksHash string) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.fetches.WithLabelValues(issuer, "failure").Inc()
+		return
+	}
+	m.fetches.WithLabelValues(issuer, "success").Inc()
+	m.lastFetch.WithLabelValues(issuer).Set(float64(now.Unix()))
+	m.keySet.DeletePartialMatch(prometheus.Labels{"issuer": issuer})
+	m.keySet.WithLabelValues(issuer, jwksHash).Set(1)
+}
+
+func (m *Metrics) refetch(issuer string, suppressed bool) {
+	if m == nil {
+		return
+	}
+	outcome := "fetched"
+	if suppressed {
+		outcome = "suppressed"
+	}
+	m.refetches.WithLabelValues(issuer, outcome).Inc()
+}
+
+func (m *Metrics) cacheLookup(hit bool) {
+	if m == nil {
+		return
+	}
+	if hit {
+		m.cache.WithLabelValues("hit").Inc()
+	} else {
+		m.cache.WithLabelValues("miss").Inc()
+	}
+}
