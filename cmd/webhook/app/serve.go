@@ -183,21 +183,7 @@ func (s *server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("could not listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{
-		Handler: s.handler,
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: s.certs.GetCertificate,
-			// A client certificate is requested, and verified per request by serving.ClientCertAuth
-			// against the current client CA, so that a refused caller gets a countable 401.
-			ClientAuth: s.clientAuth(),
-		},
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-	}
+	srv := newHTTPServer(s.handler, s.certs.GetCertificate, s.clientAuth())
 	if err := s.mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -218,6 +204,27 @@ func (s *server) Run(ctx context.Context) error {
 		return err
 	}
 	return s.mgr.Start(ctx)
+}
+
+// newHTTPServer is the /authenticate server: TLS 1.2 or newer with the serving certificate taken from
+// getCertificate on every handshake (so a renewed certificate is used without a restart), and bounded
+// timeouts and headers.
+func newHTTPServer(h http.Handler, getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error), clientAuth tls.ClientAuthType) *http.Server {
+	return &http.Server{
+		Handler: h,
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: getCertificate,
+			// A client certificate is requested, and verified per request by serving.ClientCertAuth
+			// against the current client CA, so that a refused caller gets a countable 401.
+			ClientAuth: clientAuth,
+		},
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+	}
 }
 
 func (s *server) clientAuth() tls.ClientAuthType {
