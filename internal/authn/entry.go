@@ -178,15 +178,9 @@ func (e *Entry) Config() Config { return e.cfg }
 // KeyStatus reports the health of the entry's keys.
 func (e *Entry) KeyStatus() KeySetStatus { return e.keys.Status() }
 
-// AuthenticateToken verifies token and maps it to a user. It follows the authenticator contract:
-// (resp, true, nil) authenticated; (nil, false, err) rejected, err saying why in words safe to return to
+// authenticate verifies token and maps it to a user: (resp, expiry, nil) authenticated, with the
+// token's expiry that bounds caching; (nil, _, err) rejected, err saying why in words safe to return to
 // the caller (never the token).
-func (e *Entry) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
-	resp, _, err := e.authenticate(ctx, token)
-	return resp, resp != nil, err
-}
-
-// authenticate is AuthenticateToken that also returns the token's expiry, which bounds caching.
 func (e *Entry) authenticate(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
 	ctx, payload := withPayloadRecorder(ctx)
 	resp, ok, err := e.jwt.AuthenticateToken(ctx, token)
