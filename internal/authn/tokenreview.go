@@ -137,7 +137,11 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (authentication
 		ctx = authenticator.WithAudiences(ctx, r.Spec.Audiences)
 	}
 	resp, ok, err := h.Authenticator.AuthenticateToken(ctx, token)
-	log := h.Log.V(4).WithValues("token", TokenHash(token))
+	log := h.Log.V(4)
+	if log.Enabled() {
+		// Hash only when the line is written: a SHA-256 per review is not free on the hot path.
+		log = log.WithValues("token", TokenHash(token))
+	}
 	if err != nil || !ok {
 		msg := "token is not valid"
 		if err != nil {
