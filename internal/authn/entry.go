@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -152,7 +153,7 @@ func jwtAuthenticator(cfg Config) apiserver.JWTAuthenticator {
 		ClaimMappings:        cfg.ClaimMappings,
 		UserValidationRules:  cfg.UserValidationRules,
 	}
-	for _, claim := range sortedKeys(cfg.RequiredClaims) {
+	for _, claim := range slices.Sorted(maps.Keys(cfg.RequiredClaims)) {
 		j.ClaimValidationRules = append(j.ClaimValidationRules, apiserver.ClaimValidationRule{Claim: claim, RequiredValue: cfg.RequiredClaims[claim]})
 	}
 	if j.ClaimMappings.Username.Expression == "" {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -224,13 +223,4 @@ func intersect(requested []string, tokenAuds []string) []string {
 func requestedAudiences(ctx context.Context) []string {
 	auds, _ := authenticator.AudiencesFrom(ctx)
 	return auds
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
