@@ -86,12 +86,8 @@ build: ## Build the webhook binary into bin/webhook.
 	go build -o $(LOCALBIN)/webhook ./cmd/webhook
 
 .PHONY: run
-run: build ## Run a second webhook on 127.0.0.1:9443 against the demo's downstream cluster (after `make demo`).
-	@test -f .clusters/state.json || { echo "no local clusters: run 'make demo' first"; exit 1; }
-	$(LOCALBIN)/webhook serve --kubeconfig .clusters/downstream/admin.kubeconfig \
-	  --bind-address 127.0.0.1 --secure-port 9443 \
-	  --tls-cert-file .clusters/webhook.crt --tls-private-key-file .clusters/webhook.key \
-	  --metrics-bind-address 127.0.0.1:9080 --health-probe-bind-address 127.0.0.1:9081 --log-development --v 4
+run: ## Run the webhook on 127.0.0.1:9443 with --source=file and a sample issuer (no cluster); prints a curl to try.
+	go run ./hack/runlocal
 
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver, etcd and kubectl from source into bin/k8s/<version> (once).

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,8 +20,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -42,18 +46,49 @@ type Router interface {
 // +kubebuilder:rbac:groups=authentication.clustertrust.io,resources=openidconnects/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
+// Objects is where the reconciler reads OpenIDConnect objects and writes their status: the Kubernetes
+// API (APIObjects) or, for `serve --source=file`, a directory of manifests (FileSource).
+type Objects interface {
+	// Get returns the object called name, or an error for which apierrors.IsNotFound holds.
+	Get(ctx context.Context, name string) (*v1alpha1.OpenIDConnect, error)
+	// UpdateStatus stores obj.Status; a conflict or a vanished object is not an error worth retrying.
+	UpdateStatus(ctx context.Context, obj *v1alpha1.OpenIDConnect) error
+}
+
+// APIObjects reads objects through a controller-runtime client (the manager's informer cache) and
+// writes status through the status subresource.
+func APIObjects(c client.Client) Objects { return apiObjects{c} }
+
+type apiObjects struct{ c client.Client }
+
+func (a apiObjects) Get(ctx context.Context, name string) (*v1alpha1.OpenIDConnect, error) {
+	var obj v1alpha1.OpenIDConnect
+	if err := a.c.Get(ctx, client.ObjectKey{Name: name}, &obj); err != nil {
+		return nil, err
+	}
+	return &obj, nil
+}
+
+func (a apiObjects) UpdateStatus(ctx context.Context, obj *v1alpha1.OpenIDConnect) error {
+	return a.c.Status().Update(ctx, obj)
+}
+
 // Reconciler keeps the router equal to the set of valid OpenIDConnect objects.
 type Reconciler struct {
-	Client   client.Client
+	Objects  Objects
 	Router   Router
 	Recorder events.EventRecorder
 	Log      logr.Logger
+	// LeaderOnlyWrites makes status and event writes wait until this replica is the leader (see
+	// SetupWithManager); every replica still builds its own router from every object.
+	LeaderOnlyWrites bool
 	// EntryOptions are passed to every entry; OnRefresh is set by the reconciler.
 	EntryOptions authn.EntryOptions
 	// RefreshInterval and MinRefetchInterval override the key set defaults when non-zero.
 	RefreshInterval    time.Duration
 	MinRefetchInterval time.Duration
 
+	leading atomic.Bool
 	mu      sync.Mutex
 	built   map[string]built // name -> what its routed entry was built from
 	invalid map[string]int64 // name -> generation found invalid
@@ -68,13 +103,60 @@ type built struct {
 
 // SetupWithManager registers the reconciler. Key refreshes, which happen outside any API event, are fed
 // back in through a channel so their outcome reaches the status promptly.
+//
+// The controller runs on every replica, leader or not: each replica serves reviews from its own router.
+// With LeaderOnlyWrites, status and events are written only once the manager has won the leader
+// election; at that moment every object is reconciled again, so the new leader reports what it sees
+// even for objects that did not change.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.init()
+	if r.LeaderOnlyWrites {
+		if err := mgr.Add(&leaderTakeover{r: r, c: mgr.GetCache()}); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openidconnect").
 		For(&v1alpha1.OpenIDConnect{}).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(r)
+}
+
+// writes reports whether this replica writes status and events.
+func (r *Reconciler) writes() bool { return !r.LeaderOnlyWrites || r.leading.Load() }
+
+// Leading reports whether this replica writes status and events (always true without LeaderOnlyWrites).
+func (r *Reconciler) Leading() bool { return r.writes() }
+
+// leaderTakeover is a runnable that the manager starts only on the elected leader.
+type leaderTakeover struct {
+	r *Reconciler
+	c cache.Cache
+}
+
+func (l *leaderTakeover) NeedLeaderElection() bool { return true }
+
+func (l *leaderTakeover) Start(ctx context.Context) error {
+	l.r.leading.Store(true)
+	l.r.Log.Info("Elected leader: this replica now writes status")
+	if !l.c.WaitForCacheSync(ctx) {
+		return nil // shutting down
+	}
+	var list v1alpha1.OpenIDConnectList
+	if err := l.c.List(ctx, &list); err != nil {
+		return fmt.Errorf("could not list OpenIDConnects after the election: %w", err)
+	}
+	for i := range list.Items {
+		ev := event.GenericEvent{Object: &list.Items[i]}
+		select {
+		case l.r.events <- ev: // waits for room: unlike a key refresh, a takeover must reach every object
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	<-ctx.Done()
+	return nil
 }
 
 func (r *Reconciler) init() {
@@ -92,8 +174,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.init()
 	name := req.Name
 	log := r.Log.WithValues("openidconnect", name)
-	var obj v1alpha1.OpenIDConnect
-	if err := r.Client.Get(ctx, req.NamespacedName, &obj); err != nil {
+	obj, err := r.Objects.Get(ctx, name)
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(name)
 			log.V(1).Info("Issuer removed")
@@ -106,7 +188,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 
-	cfg, err := ToConfig(&obj)
+	cfg, err := ToConfig(obj)
 	var entry *authn.Entry
 	if err == nil {
 		entry, err = r.ensureEntry(name, cfg, log)
@@ -117,21 +199,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.invalid[name] = obj.Generation
 		r.mu.Unlock()
 		log.V(1).Info("Invalid issuer spec", "error", err.Error())
-		if obj.Status.ObservedGeneration != obj.Generation || !hasReason(&obj, v1alpha1.ReasonInvalidSpec) {
-			r.event(&obj, corev1.EventTypeWarning, v1alpha1.ReasonInvalidSpec, err.Error())
+		if obj.Status.ObservedGeneration != obj.Generation || !hasReason(obj, v1alpha1.ReasonInvalidSpec) {
+			r.event(obj, corev1.EventTypeWarning, v1alpha1.ReasonInvalidSpec, err.Error())
 		}
-		return ctrl.Result{}, r.writeStatus(ctx, &obj, invalidStatus(&obj, err))
+		return ctrl.Result{}, r.writeStatus(ctx, obj, invalidStatus(obj, err))
 	}
-	status := entryStatus(&obj, cfg, entry.KeyStatus())
+	status := entryStatus(obj, cfg, entry.KeyStatus())
 	if winner, conflicting := r.Router.Conflict(name); conflicting {
-		setCondition(&status, &obj, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonConflict, fmt.Sprintf(
+		setCondition(&status, obj, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonConflict, fmt.Sprintf(
 			"not routed: the older OpenIDConnect %q has the same issuer and overlapping audiences but maps usernames differently; the older object wins", winner))
-		if !hasReason(&obj, v1alpha1.ReasonConflict) {
+		if !hasReason(obj, v1alpha1.ReasonConflict) {
 			r.eventOn(ctx, winner, corev1.EventTypeWarning, v1alpha1.ReasonConflict, fmt.Sprintf(
 				"the newer OpenIDConnect %q has the same issuer and overlapping audiences but maps usernames differently; it is not routed", name))
 		}
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, &obj, status)
+	return ctrl.Result{}, r.writeStatus(ctx, obj, status)
 }
 
 // ensureEntry returns the routed entry for name, building and routing a new one when the object's
@@ -214,9 +296,12 @@ func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.OpenIDConnec
 	if equality.Semantic.DeepEqual(obj.Status, status) {
 		return nil
 	}
+	if !r.writes() {
+		return nil // a follower keeps its router current; the leader reports
+	}
 	before := readyCondition(obj)
 	obj.Status = status
-	if err := r.Client.Status().Update(ctx, obj); err != nil {
+	if err := r.Objects.UpdateStatus(ctx, obj); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return nil // a newer version is queued already, or the object is gone
 		}
@@ -236,14 +321,13 @@ func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.OpenIDConnec
 
 // eventOn records an event on the object called name, if it still exists.
 func (r *Reconciler) eventOn(ctx context.Context, name, kind, reason, message string) {
-	var obj v1alpha1.OpenIDConnect
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &obj); err == nil {
-		r.event(&obj, kind, reason, message)
+	if obj, err := r.Objects.Get(ctx, name); err == nil {
+		r.event(obj, kind, reason, message)
 	}
 }
 
 func (r *Reconciler) event(obj *v1alpha1.OpenIDConnect, kind, reason, message string) {
-	if r.Recorder != nil {
+	if r.Recorder != nil && r.writes() {
 		r.Recorder.Eventf(obj, nil, kind, reason, "Reconcile", "%s", message)
 	}
 }

@@ -30,7 +30,7 @@ func newReconciler(t *testing.T, objs ...client.Object) (*Reconciler, *authn.Rou
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.OpenIDConnect{}).Build()
 	router := authn.NewRouter()
 	r := &Reconciler{
-		Client:       c,
+		Objects:      APIObjects(c),
 		Router:       router,
 		Log:          logr.Discard(),
 		EntryOptions: authn.EntryOptions{Compiler: compiler},

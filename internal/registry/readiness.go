@@ -27,22 +27,29 @@ func (r *Reconciler) ReadyChecker(c cache.Cache) func(*http.Request) error {
 		if err := c.List(req.Context(), &list); err != nil {
 			return fmt.Errorf("could not list OpenIDConnects: %w", err)
 		}
-		for i := range list.Items {
-			obj := &list.Items[i]
-			r.mu.Lock()
-			gen, invalid := r.invalid[obj.Name]
-			r.mu.Unlock()
-			if invalid && gen == obj.Generation {
-				continue
-			}
-			e, ok := r.Router.Get(obj.Name)
-			if !ok {
-				return fmt.Errorf("OpenIDConnect %q is not routed yet", obj.Name)
-			}
-			if !e.KeyStatus().Attempted {
-				return fmt.Errorf("OpenIDConnect %q has not loaded keys yet", obj.Name)
-			}
-		}
-		return nil
+		return r.unready(list.Items)
 	}
+}
+
+// unready returns why the router is not yet ready to answer for objs, or nil: every object that is not
+// known to be invalid must be routed and have had its first key load attempt.
+func (r *Reconciler) unready(objs []v1alpha1.OpenIDConnect) error {
+	r.init()
+	for i := range objs {
+		obj := &objs[i]
+		r.mu.Lock()
+		gen, invalid := r.invalid[obj.Name]
+		r.mu.Unlock()
+		if invalid && gen == obj.Generation {
+			continue
+		}
+		e, ok := r.Router.Get(obj.Name)
+		if !ok {
+			return fmt.Errorf("OpenIDConnect %q is not routed yet", obj.Name)
+		}
+		if !e.KeyStatus().Attempted {
+			return fmt.Errorf("OpenIDConnect %q has not loaded keys yet", obj.Name)
+		}
+	}
+	return nil
 }

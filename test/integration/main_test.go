@@ -45,8 +45,12 @@ var (
 	reviewerCert tls.Certificate
 	strangerCert pki.Pair
 	webhookLog   string
-	issuer       *testissuer.Issuer
-	audience     string
+	// servingCertFile and servingKeyFile are the webhook's serving certificate, signed by webhookCA.
+	servingCertFile, servingKeyFile string
+	// adminKubeconfig is a system:masters kubeconfig for the test kube-apiserver.
+	adminKubeconfig string
+	issuer          *testissuer.Issuer
+	audience        string
 )
 
 func TestMain(m *testing.M) {
@@ -93,8 +97,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	certFile, keyFile, err := serving.Write(dir, "serving")
-	if err != nil {
+	if servingCertFile, servingKeyFile, err = serving.Write(dir, "serving"); err != nil {
 		return 1, err
 	}
 	webhookCA = ca.CertPEM()
@@ -163,6 +166,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	kubeconfig := filepath.Join(dir, "clustertrust.kubeconfig")
+	adminKubeconfig = kubeconfig
 	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
 		return 1, err
 	}
@@ -181,8 +185,8 @@ func run(m *testing.M) (int, error) {
 			"--kubeconfig", kubeconfig,
 			"--bind-address", "127.0.0.1",
 			"--secure-port", strconv.Itoa(webhookPort),
-			"--tls-cert-file", certFile,
-			"--tls-private-key-file", keyFile,
+			"--tls-cert-file", servingCertFile,
+			"--tls-private-key-file", servingKeyFile,
 			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metricsPort),
 			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probePort),
 			"--min-refetch-interval", "100ms",

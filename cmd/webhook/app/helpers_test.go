@@ -3,6 +3,8 @@ package app
 import (
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/clustertrust/clustertrust/internal/pki"
@@ -30,4 +32,22 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// syncWriter lets the test read what a running server logs.
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

@@ -12,10 +12,19 @@ import (
 
 // ServeOptions are the flags of `webhook serve`, grouped by concern.
 type ServeOptions struct {
+	// Where OpenIDConnect objects come from
+	Source    string
+	ConfigDir string
+
 	// Kubernetes API
 	Kubeconfig   string
 	KubeAPIQPS   float32
 	KubeAPIBurst int
+
+	// High availability
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	LeaderElectionID        string
 
 	// Serving
 	BindAddress     string
@@ -51,6 +60,8 @@ type ServeOptions struct {
 // NewServeOptions returns the defaults.
 func NewServeOptions() *ServeOptions {
 	return &ServeOptions{
+		Source:                 SourceKubernetes,
+		LeaderElectionID:       "clustertrust-status-writer",
 		KubeAPIQPS:             200,
 		KubeAPIBurst:           400,
 		BindAddress:            "0.0.0.0",
@@ -67,12 +78,24 @@ func NewServeOptions() *ServeOptions {
 	}
 }
 
+// The values of --source.
+const (
+	SourceKubernetes = "kubernetes"
+	SourceFile       = "file"
+)
+
 // AddFlags registers the flags on fs.
 func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Source, "source", o.Source, "Where OpenIDConnect objects come from: \"kubernetes\" (the API server of --kubeconfig) or \"file\" (the manifests in --config-dir, no API server needed).")
+	fs.StringVar(&o.ConfigDir, "config-dir", o.ConfigDir, "With --source=file: directory of OpenIDConnect manifests (*.yaml, *.yml, *.json), reloaded on change; an invalid file keeps its last good objects.")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the cluster holding the OpenIDConnect objects (default: in-cluster config, then $KUBECONFIG).")
 
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Client-side rate limit of requests to the API server (status writes); client-go's default of 5/s would take minutes to report on thousands of objects.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst allowed above --kube-api-qps.")
+
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect one replica (with a Lease) to write status and events; every replica serves reviews either way. Set it when running more than one replica.")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace, "Namespace of the leader election Lease (default: the pod's namespace).")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader election Lease.")
 
 	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "Address to serve /authenticate on.")
 	fs.IntVar(&o.SecurePort, "secure-port", o.SecurePort, "HTTPS port for /authenticate.")
@@ -85,7 +108,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxTokenBytes, "max-token-bytes", o.MaxTokenBytes, "Longest bearer token accepted (at most 65536).")
 	fs.IntVar(&o.MaxConcurrentReviews, "max-concurrent-reviews", o.MaxConcurrentReviews, "Reviews processed at once; beyond it the webhook answers 429 with Retry-After, which kube-apiserver retries.")
 
-	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address for /healthz and /readyz (plain HTTP); \"0\" disables.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address for /livez, /healthz (the same check) and /readyz (plain HTTP); \"0\" disables.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address for Prometheus /metrics (plain HTTP); \"0\" disables.")
 
 	fs.DurationVar(&o.KeyRefreshInterval, "key-refresh-interval", o.KeyRefreshInterval, "How often each issuer's keys are refetched in the background.")
@@ -102,6 +125,24 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 // Validate checks the flags without doing any I/O.
 func (o *ServeOptions) Validate() []error {
 	var errs []error
+	switch o.Source {
+	case SourceKubernetes:
+		if o.ConfigDir != "" {
+			errs = append(errs, errors.New("--config-dir needs --source=file"))
+		}
+	case SourceFile:
+		if o.ConfigDir == "" {
+			errs = append(errs, errors.New("--source=file needs --config-dir"))
+		}
+		if o.Kubeconfig != "" || o.LeaderElect {
+			errs = append(errs, errors.New("--kubeconfig and --leader-elect need --source=kubernetes: the file source uses no API server"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--source %q is neither %q nor %q", o.Source, SourceKubernetes, SourceFile))
+	}
+	if o.LeaderElect && o.LeaderElectionID == "" {
+		errs = append(errs, errors.New("--leader-election-id must not be empty with --leader-elect"))
+	}
 	if o.TLSCertFile == "" || o.TLSKeyFile == "" {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file are required: clustertrust serves HTTPS only"))
 	}

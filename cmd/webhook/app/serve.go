@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -64,15 +65,18 @@ func newServeCommand() *cobra.Command {
 
 // server is a completed configuration, ready to run.
 type server struct {
-	opts    *ServeOptions
-	log     logr.Logger
-	mgr     manager.Manager
-	certs   *certwatcher.CertWatcher
-	handler http.Handler
+	opts *ServeOptions
+	log  logr.Logger
+	// mgr runs the controller with --source=kubernetes; nil with --source=file.
+	mgr manager.Manager
+	// runnables are started by mgr, or without one by runAll; they run on every replica.
+	runnables []manager.Runnable
+	certs     *certwatcher.CertWatcher
+	handler   http.Handler
 }
 
 // Complete does the I/O that Validate may not: it reads the serving certificate, loads the kubeconfig,
-// checks that the API server answers, and wires the router, the reconciler and the manager.
+// checks that the API server answers, and wires the router, the registry and the servers.
 func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*server, error) {
 	log := newLogger(logOutput, o.LogLevel, o.LogDevelopment)
 
@@ -86,60 +90,84 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 	if err != nil {
 		return nil, fmt.Errorf("could not load the serving certificate: %w", err)
 	}
-
-	restConfig, err := loadRESTConfig(o.Kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	restConfig.QPS, restConfig.Burst = o.KubeAPIQPS, o.KubeAPIBurst
-	if err := pingAPIServer(ctx, restConfig); err != nil {
-		return nil, err
+	var restConfig *rest.Config
+	switch o.Source {
+	case SourceKubernetes:
+		if restConfig, err = loadRESTConfig(o.Kubeconfig); err != nil {
+			return nil, err
+		}
+		restConfig.QPS, restConfig.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+		if err := pingAPIServer(ctx, restConfig); err != nil {
+			return nil, err
+		}
+	case SourceFile:
+		if fi, err := os.Stat(o.ConfigDir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--config-dir %q is not a readable directory", o.ConfigDir)
+		}
 	}
 
 	// controller-runtime's and klog's loggers are process-global; set them only once the fail-fast
 	// checks passed. klog carries the logs of the k8s.io/apiserver and client-go code we use.
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                  scheme,
-		Logger:                  log,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
-		HealthProbeBindAddress:  o.HealthProbeBindAddress,
-		GracefulShutdownTimeout: &o.ShutdownTimeout,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("could not create the controller manager: %w", err)
-	}
-
 	m, err := authn.NewMetrics(crmetrics.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("could not register metrics: %w", err)
 	}
-	// One router, handed to both sides: the reconciler writes entries, the handler reads them.
+	// One router, handed to both sides: the registry writes entries, the handler reads them.
 	router := authn.NewRouter()
 	rec := &registry.Reconciler{
-		Client:             mgr.GetClient(),
 		Router:             router,
-		Recorder:           mgr.GetEventRecorder("clustertrust"),
 		Log:                log.WithName("registry"),
 		EntryOptions:       authn.EntryOptions{Compiler: authn.NewCompiler(), Clock: clock.RealClock{}, Metrics: m},
 		RefreshInterval:    o.KeyRefreshInterval,
 		MinRefetchInterval: o.MinRefetchInterval,
+		LeaderOnlyWrites:   o.LeaderElect,
 	}
-	if err := rec.SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("could not set up the controller: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return nil, err
-	}
-	if err := mgr.AddReadyzCheck("issuers", rec.ReadyChecker(mgr.GetCache())); err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(certs); err != nil {
-		return nil, err
+	s := &server{opts: o, log: log, certs: certs, runnables: []manager.Runnable{certs}}
+	var ready healthz.Checker
+	switch o.Source {
+	case SourceKubernetes:
+		scheme := runtime.NewScheme()
+		utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+		utilruntime.Must(v1alpha1.AddToScheme(scheme))
+		mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+			Scheme:                  scheme,
+			Logger:                  log,
+			Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+			HealthProbeBindAddress:  "0", // probes are served below, the same way for both sources
+			GracefulShutdownTimeout: &o.ShutdownTimeout,
+			LeaderElection:          o.LeaderElect,
+			LeaderElectionID:        o.LeaderElectionID,
+			LeaderElectionNamespace: o.LeaderElectionNamespace,
+			// A replica that shuts down hands the Lease over at once instead of after its expiry.
+			LeaderElectionReleaseOnCancel: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("could not create the controller manager: %w", err)
+		}
+		rec.Objects = registry.APIObjects(mgr.GetClient())
+		rec.Recorder = mgr.GetEventRecorder("clustertrust")
+		if err := rec.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("could not set up the controller: %w", err)
+		}
+		ready = rec.ReadyChecker(mgr.GetCache())
+		s.mgr = mgr
+	case SourceFile:
+		src := &registry.FileSource{Dir: o.ConfigDir, Reconciler: rec, Log: log.WithName("config-dir")}
+		rec.Objects = src
+		crmetrics.Registry.MustRegister(src.Collectors()...)
+		ready = src.ReadyChecker()
+		s.runnables = append(s.runnables, src)
+		if o.MetricsBindAddress != "0" {
+			// The same /metrics server the manager runs for the API source; without a filter it needs
+			// no API server.
+			ms, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.MetricsBindAddress}, nil, nil)
+			if err != nil {
+				return nil, fmt.Errorf("could not create the metrics server: %w", err)
+			}
+			s.runnables = append(s.runnables, ms)
+		}
 	}
 
 	crmetrics.Registry.MustRegister(rec.Collector())
@@ -162,18 +190,20 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		if err != nil {
 			return nil, fmt.Errorf("could not load --client-ca-file: %w", err)
 		}
-		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { ca.Run(ctx, 1); return nil })); err != nil {
-			return nil, err
-		}
+		s.runnables = append(s.runnables, everyReplica(func(ctx context.Context) error { ca.Run(ctx, 1); return nil }))
 		auth := &serving.ClientCertAuth{CA: ca, AllowedNames: o.ClientAllowedNames, Next: review, Log: log.WithName("clientauth")}
 		crmetrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "clustertrust_unauthorized_callers_total", Help: "Requests to /authenticate refused for lacking an acceptable client certificate.",
 		}, func() float64 { return float64(auth.Rejected()) }))
 		review = auth
 	}
+	if o.HealthProbeBindAddress != "0" {
+		s.runnables = append(s.runnables, probeServer(o.HealthProbeBindAddress, ready, reviewsAnswer(router, 5*time.Second), log))
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/authenticate", review)
-	return &server{opts: o, log: log, mgr: mgr, certs: certs, handler: mux}, nil
+	s.handler = mux
+	return s, nil
 }
 
 // Run serves until ctx is done, then drains in-flight reviews for up to --shutdown-timeout.
@@ -184,10 +214,10 @@ func (s *server) Run(ctx context.Context) error {
 		return fmt.Errorf("could not listen on %s: %w", addr, err)
 	}
 	srv := newHTTPServer(s.handler, s.certs.GetCertificate, s.clientAuth())
-	if err := s.mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	s.runnables = append(s.runnables, everyReplica(func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
-		s.log.Info("Serving TokenReviews", "address", ln.Addr().String())
+		s.log.Info("Serving TokenReviews", "address", ln.Addr().String(), "source", s.opts.Source)
 		select {
 		case err := <-errc:
 			return fmt.Errorf("could not serve on %s: %w", addr, err)
@@ -199,11 +229,91 @@ func (s *server) Run(ctx context.Context) error {
 			return fmt.Errorf("could not drain in-flight reviews: %w", err)
 		}
 		return nil
-	})); err != nil {
-		_ = ln.Close()
-		return err
+	}))
+	if s.mgr == nil {
+		return runAll(ctx, s.runnables)
+	}
+	for _, r := range s.runnables {
+		if err := s.mgr.Add(r); err != nil {
+			_ = ln.Close()
+			return err
+		}
 	}
 	return s.mgr.Start(ctx)
+}
+
+// everyReplica is a runnable that runs whether or not this replica is the leader: serving is never
+// gated on the election.
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
+
+// runAll runs the runnables until ctx is done or one of them fails, and returns the first failure.
+func runAll(ctx context.Context, runnables []manager.Runnable) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(runnables))
+	for _, r := range runnables {
+		go func() { errs <- r.Start(ctx) }()
+	}
+	var first error
+	for range runnables {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// probeServer serves /livez and /healthz (the process answers reviews) and /readyz (this replica's
+// router is complete) on plain HTTP.
+func probeServer(addr string, ready, live healthz.Checker, log logr.Logger) manager.Runnable {
+	mux := http.NewServeMux()
+	liveness := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping, "reviews": live}}
+	readiness := &healthz.Handler{Checks: map[string]healthz.Checker{"issuers": ready}}
+	for path, h := range map[string]http.Handler{"/livez": liveness, "/healthz": liveness, "/readyz": readiness} {
+		mux.Handle(path, http.StripPrefix(path, h))
+		mux.Handle(path+"/", http.StripPrefix(path, h))
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}
+	return everyReplica(func(ctx context.Context) error {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("could not listen for probes on %s: %w", addr, err)
+		}
+		log.V(1).Info("Serving probes", "address", ln.Addr().String())
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("could not serve probes on %s: %w", addr, err)
+		case <-ctx.Done():
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return srv.Shutdown(shutdownCtx)
+		}
+	})
+}
+
+// reviewsAnswer is the liveness check: a review of a token no issuer can claim must finish within
+// timeout. It fails only when the request path is wedged (a deadlock, a starved process), never because
+// an issuer is down, so a restart is asked for only when a restart can help.
+func reviewsAnswer(a authn.TokenAuthenticator, timeout time.Duration) healthz.Checker {
+	return func(*http.Request) error {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _, _ = a.AuthenticateToken(context.Background(), "livez-probe")
+		}()
+		select {
+		case <-done:
+			return nil
+		case <-time.After(timeout):
+			return fmt.Errorf("a review did not finish within %s", timeout)
+		}
+	}
 }
 
 // newHTTPServer is the /authenticate server: TLS 1.2 or newer with the serving certificate taken from

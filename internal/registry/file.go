@@ -1,0 +1,390 @@
+package registry
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/yaml"
+
+	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+)
+
+// maxManifestBytes bounds one manifest file; an OpenIDConnect with a large CA bundle and static keys is
+// a few tens of KiB.
+const maxManifestBytes = 4 << 20
+
+// FileSource is the Objects of `webhook serve --source=file`: OpenIDConnect manifests read from the
+// top level of a directory (*.yaml, *.yml, *.json; several documents per file allowed; hidden files,
+// such as the ..data links of a mounted ConfigMap, skipped). It needs no Kubernetes API, which is how
+// clustertrust runs as a static pod beside a kube-apiserver that cannot depend on itself.
+//
+// The directory is reloaded when it changes (fsnotify, with a periodic rescan as a fallback). A file that
+// does not parse, holds something other than an OpenIDConnect, repeats a name another file declares, or
+// declares an invalid spec is refused as a whole: the objects it held at its last good load stay routed,
+// and the refusal is logged and counted (clustertrust_config_invalid_files). Removing a file removes its
+// objects. Status lives in memory; a change of the Ready condition is logged.
+type FileSource struct {
+	Dir        string
+	Reconciler *Reconciler
+	Log        logr.Logger
+	// Rescan is how often the directory is read even without a change notification; 0 means a minute.
+	Rescan time.Duration
+	// Debounce gathers a burst of change notifications into one reload; 0 means 200ms.
+	Debounce time.Duration
+
+	mu      sync.Mutex
+	good    map[string][]*v1alpha1.OpenIDConnect // file -> objects at its last good load
+	objects map[string]*v1alpha1.OpenIDConnect   // name -> the object served, with its status
+	loaded  atomic.Bool
+
+	metrics fileMetrics
+}
+
+type fileMetrics struct {
+	reloads     *prometheus.CounterVec
+	invalid     prometheus.Gauge
+	lastSuccess prometheus.Gauge
+}
+
+// Collectors returns the source's metrics, for registration.
+func (s *FileSource) Collectors() []prometheus.Collector {
+	s.initMetrics()
+	return []prometheus.Collector{s.metrics.reloads, s.metrics.invalid, s.metrics.lastSuccess}
+}
+
+func (s *FileSource) initMetrics() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metrics.reloads != nil {
+		return
+	}
+	s.metrics = fileMetrics{
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clustertrust_config_reloads_total",
+			Help: "Reloads of --config-dir, by result: ok (every file valid) or invalid_files (some kept their last good objects).",
+		}, []string{"result"}),
+		invalid: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clustertrust_config_invalid_files",
+			Help: "Files in --config-dir refused at the last reload; their last good objects are still served.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clustertrust_config_last_reload_success_timestamp_seconds",
+			Help: "When --config-dir was last reloaded with every file valid.",
+		}),
+	}
+}
+
+// Get returns a copy of the object called name.
+func (s *FileSource) Get(_ context.Context, name string) (*v1alpha1.OpenIDConnect, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	obj, ok := s.objects[name]
+	if !ok {
+		return nil, apierrors.NewNotFound(v1alpha1.GroupVersion.WithResource("openidconnects").GroupResource(), name)
+	}
+	return obj.DeepCopy(), nil
+}
+
+// UpdateStatus keeps obj's status in memory and logs a change of its Ready condition.
+func (s *FileSource) UpdateStatus(_ context.Context, obj *v1alpha1.OpenIDConnect) error {
+	s.mu.Lock()
+	current, ok := s.objects[obj.Name]
+	if !ok || current.Generation != obj.Generation {
+		s.mu.Unlock()
+		return nil // removed or changed meanwhile; the next reconcile reports on the new version
+	}
+	before := readyCondition(current)
+	current.Status = *obj.Status.DeepCopy()
+	after := readyCondition(current)
+	s.mu.Unlock()
+	if after != nil && (before == nil || before.Status != after.Status || before.Reason != after.Reason) {
+		s.Log.Info("Issuer status", "openidconnect", obj.Name, "ready", after.Status, "reason", after.Reason, "message", after.Message)
+	}
+	return nil
+}
+
+// List returns copies of the objects served, sorted by name.
+func (s *FileSource) List() []v1alpha1.OpenIDConnect {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]v1alpha1.OpenIDConnect, 0, len(s.objects))
+	for _, obj := range s.objects {
+		out = append(out, *obj.DeepCopy())
+	}
+	slices.SortFunc(out, func(a, b v1alpha1.OpenIDConnect) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// ReadyChecker passes once the directory has been loaded and every valid object is routed and has had
+// its first key load attempt.
+func (s *FileSource) ReadyChecker() func(*http.Request) error {
+	return func(*http.Request) error {
+		if !s.loaded.Load() {
+			return errors.New("--config-dir has not been loaded yet")
+		}
+		return s.Reconciler.unready(s.List())
+	}
+}
+
+// Start loads the directory, then reloads it on change and reconciles key refreshes until ctx is done.
+// It is the only caller of the reconciler, so reconciles never run concurrently.
+func (s *FileSource) Start(ctx context.Context) error {
+	s.initMetrics()
+	s.Reconciler.init()
+	rescan, debounce := s.Rescan, s.Debounce
+	if rescan <= 0 {
+		rescan = time.Minute
+	}
+	if debounce <= 0 {
+		debounce = 200 * time.Millisecond
+	}
+	var changes <-chan fsnotify.Event
+	var watchErrors <-chan error
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		s.Log.Error(err, "Could not watch --config-dir; relying on the periodic rescan", "interval", rescan)
+	} else {
+		defer func() { _ = w.Close() }()
+		if err := w.Add(s.Dir); err != nil {
+			s.Log.Error(err, "Could not watch --config-dir; relying on the periodic rescan", "interval", rescan)
+		}
+		changes, watchErrors = w.Events, w.Errors
+	}
+
+	s.reload(ctx)
+	s.loaded.Store(true)
+	ticker := time.NewTicker(rescan)
+	defer ticker.Stop()
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+			timer.Reset(debounce)
+		case err := <-watchErrors:
+			s.Log.Error(err, "Watching --config-dir failed; the periodic rescan continues")
+		case <-timer.C:
+			s.reload(ctx)
+		case <-ticker.C:
+			s.reload(ctx)
+		case ev := <-s.Reconciler.events:
+			s.reconcile(ctx, ev.Object.GetName())
+		}
+	}
+}
+
+// reload reads the directory, swaps in the new set of objects and reconciles every name that was or is
+// served.
+func (s *FileSource) reload(ctx context.Context) {
+	files, err := manifestFiles(s.Dir)
+	if err != nil {
+		s.Log.Error(err, "Could not read --config-dir; keeping the objects loaded before")
+		s.metrics.reloads.WithLabelValues("invalid_files").Inc()
+		return
+	}
+	s.mu.Lock()
+	if s.good == nil {
+		s.good = map[string][]*v1alpha1.OpenIDConnect{}
+		s.objects = map[string]*v1alpha1.OpenIDConnect{}
+	}
+	owner := map[string]string{} // name -> file declaring it
+	next := map[string]*v1alpha1.OpenIDConnect{}
+	good := map[string][]*v1alpha1.OpenIDConnect{}
+	invalid := 0
+	for _, file := range files {
+		objs, err := parseManifestFile(file)
+		for _, obj := range objs {
+			if other, taken := owner[obj.Name]; taken && err == nil {
+				err = fmt.Errorf("OpenIDConnect %q is also declared in %s", obj.Name, filepath.Base(other))
+			}
+		}
+		if err != nil {
+			invalid++
+			objs = s.good[file]
+			s.Log.Error(err, "Refusing an invalid file in --config-dir; its last good objects stay", "file", file, "kept", len(objs))
+		}
+		if len(objs) > 0 || err == nil {
+			good[file] = objs
+		}
+		for _, obj := range objs {
+			if _, taken := owner[obj.Name]; taken {
+				continue // a kept object whose name a valid file now claims: the valid file wins
+			}
+			owner[obj.Name] = file
+			next[obj.Name] = s.carryOver(obj)
+		}
+	}
+	names := make([]string, 0, len(next)+len(s.objects))
+	for name := range s.objects {
+		names = append(names, name)
+	}
+	for name := range next {
+		if _, ok := s.objects[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	s.good, s.objects = good, next
+	s.mu.Unlock()
+
+	s.metrics.invalid.Set(float64(invalid))
+	if invalid == 0 {
+		s.metrics.reloads.WithLabelValues("ok").Inc()
+		s.metrics.lastSuccess.SetToCurrentTime()
+	} else {
+		s.metrics.reloads.WithLabelValues("invalid_files").Inc()
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		s.reconcile(ctx, name)
+	}
+	s.Log.V(1).Info("Loaded --config-dir", "files", len(files), "invalidFiles", invalid, "issuers", len(next))
+}
+
+// carryOver gives a freshly parsed object the identity of the one it replaces: the same UID and creation
+// time (so conflict resolution keeps its order), its status, and a generation that moves only when the
+// spec changed. Callers hold s.mu.
+func (s *FileSource) carryOver(obj *v1alpha1.OpenIDConnect) *v1alpha1.OpenIDConnect {
+	old, ok := s.objects[obj.Name]
+	if !ok {
+		sum := sha256.Sum256([]byte(s.Dir + "\x00" + obj.Name))
+		obj.UID = types.UID("file-" + hex.EncodeToString(sum[:8]))
+		obj.CreationTimestamp = metav1.Now()
+		obj.Generation = 1
+		return obj
+	}
+	obj.UID, obj.CreationTimestamp, obj.Status = old.UID, old.CreationTimestamp, old.Status
+	obj.Generation = old.Generation
+	if !equality.Semantic.DeepEqual(obj.Spec, old.Spec) {
+		obj.Generation++
+	}
+	return obj
+}
+
+func (s *FileSource) reconcile(ctx context.Context, name string) {
+	if _, err := s.Reconciler.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Name: name}}); err != nil {
+		s.Log.Error(err, "Could not reconcile", "openidconnect", name)
+	}
+}
+
+// manifestFiles lists the regular files (after following links) at the top level of dir that may hold
+// manifests, sorted by name.
+func manifestFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		switch strings.ToLower(filepath.Ext(name)) {
+		case ".yaml", ".yml", ".json":
+		default:
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		files = append(files, path)
+	}
+	return files, nil
+}
+
+// parseManifestFile reads every OpenIDConnect in a file. Any error refuses the whole file.
+func parseManifestFile(path string) ([]*v1alpha1.OpenIDConnect, error) {
+	f, err := os.Open(path) //nolint:gosec // G304: reading the directory the operator named is the point
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxManifestBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes", filepath.Base(path), maxManifestBytes)
+	}
+	return ParseManifests(data)
+}
+
+// ParseManifests decodes one or more OpenIDConnect documents (YAML separated by ---, or JSON) strictly:
+// an unknown field, another kind, a namespace, a missing or repeated name, or a spec that ToConfig
+// refuses is an error naming the document.
+func ParseManifests(data []byte) ([]*v1alpha1.OpenIDConnect, error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var objs []*v1alpha1.OpenIDConnect
+	seen := map[string]bool{}
+	for doc := 1; ; doc++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
+		}
+		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+			continue
+		}
+		var obj v1alpha1.OpenIDConnect
+		if err := yaml.UnmarshalStrict(raw, &obj); err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
+		}
+		if obj.APIVersion != v1alpha1.GroupVersion.String() || obj.Kind != "OpenIDConnect" {
+			return nil, fmt.Errorf("document %d: is %s %s, want %s OpenIDConnect", doc, obj.APIVersion, obj.Kind, v1alpha1.GroupVersion)
+		}
+		switch {
+		case obj.Name == "":
+			return nil, fmt.Errorf("document %d: metadata.name is required", doc)
+		case obj.Namespace != "":
+			return nil, fmt.Errorf("OpenIDConnect %q: is cluster-scoped, so metadata.namespace must be empty", obj.Name)
+		case seen[obj.Name]:
+			return nil, fmt.Errorf("OpenIDConnect %q is declared twice", obj.Name)
+		}
+		seen[obj.Name] = true
+		if _, err := ToConfig(&obj); err != nil {
+			return nil, fmt.Errorf("OpenIDConnect %q: %w", obj.Name, err)
+		}
+		obj.Status = v1alpha1.OpenIDConnectStatus{} // status is the webhook's to write
+		objs = append(objs, &obj)
+	}
+	return objs, nil
+}
+
+// stripComments drops YAML comment lines, so a document of only comments counts as empty.
+func stripComments(doc []byte) []byte {
+	var out []byte
+	for line := range bytes.Lines(doc) {
+		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
