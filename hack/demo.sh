@@ -23,18 +23,9 @@ audience="$(down config view --minify -o jsonpath='{.clusters[0].cluster.server}
 echo "upstream issuer:     ${issuer}"
 echo "downstream address:  ${audience}"
 
-step "Declaring the trust on the downstream: an OpenIDConnect object for the upstream's issuer"
-down apply -f - <<YAML
-apiVersion: authentication.clustertrust.io/v1alpha1
-kind: OpenIDConnect
-metadata:
-  name: hub
-spec:
-  issuerURL: ${issuer}
-  audiences: ["${audience}"]
-  caBundle: $(up config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-YAML
-down wait --for=condition=Ready oidc/hub --timeout=60s
+step "Declaring the trust on the downstream with one command: webhook trust --apply"
+bin/webhook trust --upstream-kubeconfig "${UPSTREAM_KUBECONFIG}" --kubeconfig "${DOWNSTREAM_KUBECONFIG}" \
+  --name hub --audience "${audience}" --apply
 down get oidc
 
 step "Creating ServiceAccount tenant-a/reconciler upstream and minting its token for the downstream's address"

@@ -14,6 +14,7 @@ export KEY_REFRESH_INTERVAL="${KEY_REFRESH_INTERVAL:-10s}"
 
 mkdir -p bin
 go build -o bin/webhook ./cmd/webhook
+export WEBHOOK_BIN="${root}/bin/webhook"
 trap 'hack/clusters.sh down >/dev/null 2>&1 || true' EXIT
 hack/clusters.sh down >/dev/null 2>&1 || true
 hack/clusters.sh up

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestShippedManifestsApply renders config/default with kubectl's kustomize and applies it with a
+// TestShippedManifestsApply renders config/default and config/sync-keys with kubectl's kustomize and applies it with a
 // server-side dry run, so the API server validates every shipped object (Deployment, PDB, RBAC, CRD)
 // against its real schema.
 func TestShippedManifestsApply(t *testing.T) {
@@ -29,7 +29,19 @@ func TestShippedManifestsApply(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl apply --dry-run=server -k config/default: %v\n%s", err, out)
 	}
+	// config/sync-keys goes into an upstream; any API server validates it the same way.
+	syncNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "clustertrust-sync"}}
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, syncNS, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	syncOut, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", adminKubeconfig, //nolint:gosec // G204: our own kubectl
+		"apply", "--dry-run=server", "-k", filepath.Join("..", "..", "config", "sync-keys")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl apply --dry-run=server -k config/sync-keys: %v\n%s", err, syncOut)
+	}
+	out = append(out, syncOut...)
 	for _, want := range []string{
+		"deployment.apps/sync-keys", "serviceaccount/sync-keys",
 		"deployment.apps/clustertrust", "poddisruptionbudget.policy/clustertrust",
 		"role.rbac.authorization.k8s.io/clustertrust-leader-election", "clusterrole.rbac.authorization.k8s.io/clustertrust",
 		"customresourcedefinition.apiextensions.k8s.io/openidconnects.authentication.clustertrust.io",

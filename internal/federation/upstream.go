@@ -1,0 +1,156 @@
+// Package federation is the tooling side of clustertrust: reading an upstream issuer (through its
+// Kubernetes API server with credentials, or directly), deciding how a downstream can trust it, writing
+// its discovery documents for static hosting, and keeping a downstream's static keys current. The
+// `webhook trust`, `publish-discovery` and `sync-keys` commands are thin wrappers over it.
+package federation
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/clustertrust/clustertrust/internal/authn"
+)
+
+// The paths every kube-apiserver serves its ServiceAccount issuer's documents on.
+const (
+	DiscoveryPath = "/.well-known/openid-configuration"
+	JWKSPath      = "/openid/v1/jwks"
+	maxDocBytes   = 256 << 10
+)
+
+// Upstream reads an issuer's discovery document and JWKS: through a Kubernetes API server with the
+// credentials of a kubeconfig (which works for a private cluster), or, for any other OIDC issuer,
+// directly from the issuer URL.
+type Upstream struct {
+	// API is set when the upstream is a Kubernetes cluster.
+	API rest.Interface
+	// APIHost and APICAPEM are the API server's URL and the CA the kubeconfig trusts for it (may be
+	// empty when the kubeconfig trusts the system roots).
+	APIHost  string
+	APICAPEM []byte
+	// IssuerURL and IssuerCAPEM are used when API is nil.
+	IssuerURL   string
+	IssuerCAPEM []byte
+}
+
+// NewKubernetesUpstream reads the upstream through the API server of cfg.
+func NewKubernetesUpstream(cfg *rest.Config) (*Upstream, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("could not create a client for the upstream: %w", err)
+	}
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		// rest.LoadTLSFiles fills CAData from CAFile.
+		c := rest.CopyConfig(cfg)
+		if err := rest.LoadTLSFiles(c); err != nil {
+			return nil, err
+		}
+		ca = c.CAData
+	}
+	return &Upstream{API: cs.Discovery().RESTClient(), APIHost: strings.TrimSuffix(cfg.Host, "/"), APICAPEM: ca}, nil
+}
+
+// Discovery returns the issuer's discovery document, raw and decoded.
+func (u *Upstream) Discovery(ctx context.Context) (map[string]any, Document, error) {
+	var body []byte
+	var err error
+	if u.API != nil {
+		body, err = u.API.Get().AbsPath(DiscoveryPath).DoRaw(ctx)
+	} else {
+		body, err = fetch(ctx, u.IssuerURL+DiscoveryPath, u.IssuerCAPEM, nil)
+	}
+	if err != nil {
+		return nil, Document{}, fmt.Errorf("could not read the upstream's discovery document: %w", err)
+	}
+	return decodeDocument(body)
+}
+
+// JWKS returns the issuer's key set, checked to hold at least one usable key.
+func (u *Upstream) JWKS(ctx context.Context) ([]byte, error) {
+	var body []byte
+	var err error
+	if u.API != nil {
+		body, err = u.API.Get().AbsPath(JWKSPath).SetHeader("Accept", "application/jwk-set+json, application/json").DoRaw(ctx)
+	} else {
+		var doc Document
+		if _, doc, err = u.Discovery(ctx); err == nil {
+			body, err = fetch(ctx, doc.JWKSURI, u.IssuerCAPEM, nil)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("could not read the upstream's keys: %w", err)
+	}
+	if _, err := authn.ParseJWKS(body); err != nil {
+		return nil, fmt.Errorf("the upstream's key set is not usable: %w", err)
+	}
+	return body, nil
+}
+
+// Document is the part of a discovery document this package uses.
+type Document struct {
+	Issuer  string `json:"issuer"`
+	JWKSURI string `json:"jwks_uri"`
+}
+
+func decodeDocument(body []byte) (map[string]any, Document, error) {
+	var raw map[string]any
+	var doc Document
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, doc, fmt.Errorf("could not decode the discovery document: %w", err)
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, doc, fmt.Errorf("could not decode the discovery document: %w", err)
+	}
+	if !strings.HasPrefix(doc.Issuer, "https://") || !strings.HasPrefix(doc.JWKSURI, "https://") {
+		return nil, doc, fmt.Errorf("the discovery document names issuer %q and jwks_uri %q; both must be https URLs", doc.Issuer, doc.JWKSURI)
+	}
+	return raw, doc, nil
+}
+
+// fetch GETs url anonymously, trusting caPEM when set and otherwise roots (nil: the system roots).
+func fetch(ctx context.Context, url string, caPEM []byte, roots *x509.CertPool) ([]byte, error) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	if len(caPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, errors.New("no PEM certificate in the CA bundle")
+		}
+		tlsConfig.RootCAs = pool
+	}
+	transport := &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil}
+	defer transport.CloseIdleConnections()
+	hc := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if len(body) > maxDocBytes {
+		return nil, fmt.Errorf("GET %s: larger than %d bytes", url, maxDocBytes)
+	}
+	return body, nil
+}
