@@ -1,8 +1,11 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -85,17 +88,14 @@ func BenchmarkRouterLookup(b *testing.B) {
 	for _, n := range []int{1, 1000, 10000} {
 		b.Run(fmt.Sprintf("issuers=%d", n), func(b *testing.B) {
 			r := NewRouter()
-			r.mu.Lock()
 			for i := range n {
 				cfg := Config{Name: fmt.Sprintf("o%d", i), Issuer: fmt.Sprintf("https://issuer-%d.example", i), Audiences: []string{"a"}, StaticJWKS: jwks, UsernameClaim: "sub"}
 				ks, err := NewKeySet(KeySetOptions{Issuer: cfg.Issuer, StaticJWKS: jwks})
 				if err != nil {
 					b.Fatal(err)
 				}
-				r.byKey[cfg.Name] = &Entry{cfg: cfg, keys: ks, cancel: func() {}}
+				r.Store(cfg.Name, &Entry{cfg: cfg, keys: ks, cancel: func() {}})
 			}
-			r.rebuild()
-			r.mu.Unlock()
 			tok, err := testissuer.Sign(key, testissuer.Claims{"iss": fmt.Sprintf("https://issuer-%d.example", n/2), "sub": "a"}, nil)
 			if err != nil {
 				b.Fatal(err)
@@ -106,9 +106,77 @@ func BenchmarkRouterLookup(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len((*r.index.Load())[iss]) != 1 {
+				if len(r.lookup(iss)) != 1 {
 					b.Fatal("not routed")
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkHandler is one review through the /authenticate handler (decode, authenticate, encode),
+// without TLS: the handler's own share of a review.
+func BenchmarkHandler(b *testing.B) {
+	for _, cached := range []bool{false, true} {
+		name := "uncached"
+		if cached {
+			name = "cached"
+		}
+		b.Run("RS256/"+name, func(b *testing.B) {
+			r, tok := benchRouter(b, jose.RS256)
+			var a TokenAuthenticator = r
+			if cached {
+				a = NewCachingAuthenticator(r, CacheOptions{TTL: time.Hour})
+			}
+			h := &Handler{Authenticator: a, Log: logr.Discard()}
+			body := []byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + tok + `","audiences":["` + testAudience + `"]}}`)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := &discardResponse{header: http.Header{}}
+				h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/authenticate", bytes.NewReader(body)))
+				if w.status != 0 && w.status != http.StatusOK {
+					b.Fatalf("status %d", w.status)
+				}
+			}
+		})
+	}
+}
+
+type discardResponse struct {
+	header http.Header
+	status int
+}
+
+func (d *discardResponse) Header() http.Header         { return d.header }
+func (d *discardResponse) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardResponse) WriteHeader(status int)      { d.status = status }
+
+// BenchmarkRouterStore measures replacing one entry in a router holding n entries: a change touches
+// only its issuer, so the cost must not grow with n (loading n objects is then linear, not quadratic).
+func BenchmarkRouterStore(b *testing.B) {
+	key, err := testissuer.NewKey(jose.ES256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	jwks := []byte(fmt.Sprintf(`{"keys":[%s]}`, mustJSON(jose.JSONWebKey{Key: key.Private.Public(), KeyID: key.KID, Use: "sig"})))
+	entry := func(i int) *Entry {
+		cfg := Config{Name: fmt.Sprintf("o%d", i), Issuer: fmt.Sprintf("https://issuer-%d.example", i), Audiences: []string{"a"}, StaticJWKS: jwks, UsernameClaim: "sub"}
+		ks, err := NewKeySet(KeySetOptions{Issuer: cfg.Issuer, StaticJWKS: jwks})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &Entry{cfg: cfg, keys: ks, cancel: func() {}}
+	}
+	for _, n := range []int{1, 1000, 10000} {
+		b.Run(fmt.Sprintf("issuers=%d", n), func(b *testing.B) {
+			r := NewRouter()
+			for i := range n {
+				r.Store(fmt.Sprintf("o%d", i), entry(i))
+			}
+			replacement := entry(n / 2)
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Store(fmt.Sprintf("o%d", n/2), replacement)
 			}
 		})
 	}

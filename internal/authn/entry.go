@@ -75,8 +75,12 @@ type Entry struct {
 	cfg        Config
 	keys       *KeySet
 	jwt        authenticator.Token
-	ctx        context.Context // lives until Close
-	cancel     context.CancelFunc
+	// fast is set when the entry uses no CEL, so the fast path serves it (see fastpath.go); required
+	// is then its required claims, merged as the apiserver merges them.
+	fast     bool
+	required map[string]string
+	ctx      context.Context // lives until Close
+	cancel   context.CancelFunc
 }
 
 // NewCompiler returns the CEL compiler to share between entries.
@@ -138,7 +142,14 @@ func NewEntry(cfg Config, opts EntryOptions) (*Entry, error) {
 		cancel()
 		return nil, err
 	}
-	return &Entry{cfg: cfg, keys: keys, jwt: jwt, ctx: ctx, cancel: cancel, issuerHash: IssuerHash(cfg.Issuer)}, nil
+	e := &Entry{cfg: cfg, keys: keys, jwt: jwt, ctx: ctx, cancel: cancel, issuerHash: IssuerHash(cfg.Issuer)}
+	if e.fast = fastPathEligible(cfg); e.fast {
+		e.required = map[string]string{}
+		for _, r := range jwtAuthenticator(cfg).ClaimValidationRules {
+			e.required[r.Claim] = r.RequiredValue // the apiserver refuses a claim named twice
+		}
+	}
+	return e, nil
 }
 
 // jwtAuthenticator translates cfg into the apiserver's JWT authenticator configuration.
@@ -183,6 +194,17 @@ func (e *Entry) KeyStatus() KeySetStatus { return e.keys.Status() }
 // token's expiry that bounds caching; (nil, _, err) rejected, err saying why in words safe to return to
 // the caller (never the token).
 func (e *Entry) authenticate(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
+	if e.fast {
+		resp, expiry, err := e.authenticateFast(ctx, token)
+		if !errors.Is(err, errFallback) {
+			return resp, expiry, err
+		}
+	}
+	return e.authenticateGeneral(ctx, token)
+}
+
+// authenticateGeneral runs k8s.io/apiserver's JWT authenticator, then clustertrust's mapping.
+func (e *Entry) authenticateGeneral(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
 	ctx, payload := withPayloadRecorder(ctx)
 	resp, ok, err := e.jwt.AuthenticateToken(ctx, token)
 	if err != nil || !ok {

@@ -185,13 +185,22 @@ func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	if err != nil {
 		return nil, fmt.Errorf("could not parse JWS: %w", err)
 	}
+	payload, err := k.verifyJWS(ctx, jws)
+	if err != nil {
+		return nil, err
+	}
+	recordPayload(ctx, payload)
+	return payload, nil
+}
+
+// verifyJWS verifies a parsed compact JWS and returns its payload.
+func (k *KeySet) verifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
 	if len(jws.Signatures) != 1 {
 		return nil, errors.New("token must carry exactly one signature")
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	payload, known, err := k.verify(jws, kid)
 	if err == nil {
-		recordPayload(ctx, payload)
 		return payload, nil
 	}
 	// Only an unknown key justifies a refetch: a token whose kid we hold but whose signature is wrong is a
@@ -201,11 +210,7 @@ func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	}
 	k.refresh(ctx, true)
 	payload, _, err = k.verify(jws, kid)
-	if err != nil {
-		return nil, err
-	}
-	recordPayload(ctx, payload)
-	return payload, nil
+	return payload, err
 }
 
 // verify checks jws against the current keys. known reports whether a key with that kid exists.

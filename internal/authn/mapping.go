@@ -82,6 +82,17 @@ func (e *Entry) mapUser(resp *authenticator.Response, payload []byte, requested 
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return time.Time{}, fmt.Errorf("could not decode claims: %w", err)
 	}
+	var raw map[string]json.RawMessage
+	if len(e.cfg.ExtraClaims) > 0 {
+		if err := json.Unmarshal(payload, &raw); err != nil {
+			return time.Time{}, fmt.Errorf("could not decode claims: %w", err)
+		}
+	}
+	return e.completeUser(resp, c, raw, requested)
+}
+
+// completeUser is mapUser after decoding: raw holds every claim (needed only for ExtraClaims).
+func (e *Entry) completeUser(resp *authenticator.Response, c tokenClaims, raw map[string]json.RawMessage, requested []string) (time.Time, error) {
 	if err := e.checkLifetime(c); err != nil {
 		return time.Time{}, err
 	}
@@ -105,9 +116,7 @@ func (e *Entry) mapUser(resp *authenticator.Response, payload []byte, requested 
 		e.mapServiceAccount(info, sa)
 	}
 	if len(e.cfg.ExtraClaims) > 0 {
-		if err := e.copyExtraClaims(info, payload); err != nil {
-			return time.Time{}, err
-		}
+		e.copyExtraClaims(info, raw)
 	}
 	info.Groups = withoutSystemGroups(info.Groups)
 	resp.Audiences = intersect(requested, c.Audience)
@@ -142,11 +151,7 @@ func (e *Entry) mapServiceAccount(info *user.DefaultInfo, sa *k8sTokenClaims) {
 
 // copyExtraClaims copies the configured claims into extra. A missing claim is skipped; strings and
 // lists of strings are copied as they are, any other JSON value as its JSON text.
-func (e *Entry) copyExtraClaims(info *user.DefaultInfo, payload []byte) error {
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &all); err != nil {
-		return fmt.Errorf("could not decode claims: %w", err)
-	}
+func (e *Entry) copyExtraClaims(info *user.DefaultInfo, all map[string]json.RawMessage) {
 	for _, name := range e.cfg.ExtraClaims {
 		raw, ok := all[name]
 		if !ok {
@@ -165,7 +170,6 @@ func (e *Entry) copyExtraClaims(info *user.DefaultInfo, payload []byte) error {
 			info.Extra[ExtraClaimPrefix+name] = values
 		}
 	}
-	return nil
 }
 
 // checkLifetime enforces MaxTokenLifetime on exp - (nbf, or iat when nbf is absent).

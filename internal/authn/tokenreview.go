@@ -1,21 +1,23 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authenticationv1beta1 "k8s.io/api/authentication/v1beta1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 )
 
@@ -105,12 +107,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	limit := int64(h.maxTokenBytes() + reviewEnvelopeBytes)
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
-	if err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	defer putBuffer(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, req.Body, limit)); err != nil {
 		http.Error(w, fmt.Sprintf("request body larger than %d bytes", limit), http.StatusRequestEntityTooLarge)
 		return
 	}
-	review, err := DecodeReview(body)
+	review, err := DecodeReview(buf.Bytes()) // copies what it keeps: buf is reused below
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -118,7 +122,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	ctx, info := withReviewInfo(req.Context())
 	status, result := h.review(ctx, review)
-	writeReview(w, review.APIVersion, status)
+	buf.Reset()
+	writeReview(w, buf, review.APIVersion, status)
 	h.Metrics.review(result, info.issuer, time.Since(start))
 }
 
@@ -170,39 +175,162 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (authentication
 	return status, ResultAuthenticated
 }
 
-// writeReview answers in the requested version. The response is built fresh, so spec.token can never
-// leak back to the caller.
-func writeReview(w http.ResponseWriter, apiVersion string, status authenticationv1.TokenReviewStatus) {
-	var out any
-	if apiVersion == authenticationv1beta1.SchemeGroupVersion.String() {
-		s := authenticationv1beta1.TokenReviewStatus{
-			Authenticated: status.Authenticated,
-			User: authenticationv1beta1.UserInfo{
-				Username: status.User.Username,
-				UID:      status.User.UID,
-				Groups:   status.User.Groups,
-			},
-			Audiences: status.Audiences,
-			Error:     status.Error,
+// writeReview answers in the requested version (v1 and v1beta1 share the shape), encoding into buf
+// without reflection; the bytes equal encoding/json's for the same TokenReview (tested). The response is
+// built from the status alone, so spec.token can never leak back to the caller.
+func writeReview(w http.ResponseWriter, buf *bytes.Buffer, apiVersion string, status authenticationv1.TokenReviewStatus) {
+	b := buf.AvailableBuffer()
+	b = append(b, `{"kind":"TokenReview","apiVersion":`...)
+	b = appendJSONString(b, apiVersion)
+	b = append(b, `,"metadata":{},"spec":{},"status":{`...)
+	comma := false
+	field := func(name string) {
+		if comma {
+			b = append(b, ',')
 		}
-		if status.User.Extra != nil {
-			s.User.Extra = make(map[string]authenticationv1beta1.ExtraValue, len(status.User.Extra))
-			for k, v := range status.User.Extra {
-				s.User.Extra[k] = authenticationv1beta1.ExtraValue(v)
+		comma = true
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":`...)
+	}
+	if status.Authenticated {
+		field("authenticated")
+		b = append(b, "true"...)
+	}
+	field("user")
+	b = appendUser(b, status.User)
+	if len(status.Audiences) > 0 {
+		field("audiences")
+		b = appendStrings(b, status.Audiences)
+	}
+	if status.Error != "" {
+		field("error")
+		b = appendJSONString(b, status.Error)
+	}
+	b = append(b, "}}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+	if cap(b) > buf.Cap() {
+		*buf = *bytes.NewBuffer(b[:0]) // keep the grown array for the next review
+	}
+}
+
+func appendUser(b []byte, u authenticationv1.UserInfo) []byte {
+	b = append(b, '{')
+	comma := false
+	sep := func() {
+		if comma {
+			b = append(b, ',')
+		}
+		comma = true
+	}
+	if u.Username != "" {
+		sep()
+		b = append(b, `"username":`...)
+		b = appendJSONString(b, u.Username)
+	}
+	if u.UID != "" {
+		sep()
+		b = append(b, `"uid":`...)
+		b = appendJSONString(b, u.UID)
+	}
+	if len(u.Groups) > 0 {
+		sep()
+		b = append(b, `"groups":`...)
+		b = appendStrings(b, u.Groups)
+	}
+	if len(u.Extra) > 0 {
+		sep()
+		b = append(b, `"extra":{`...)
+		for i, k := range slices.Sorted(maps.Keys(u.Extra)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			if u.Extra[k] == nil {
+				b = append(b, "null"...)
+			} else {
+				b = appendStrings(b, u.Extra[k])
 			}
 		}
-		out = &authenticationv1beta1.TokenReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "TokenReview"},
-			Status:   s,
-		}
-	} else {
-		out = &authenticationv1.TokenReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "TokenReview"},
-			Status:   status,
-		}
+		b = append(b, '}')
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
+	return append(b, '}')
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendJSONString quotes s as encoding/json does by default: HTML-safe, invalid UTF-8 replaced by
+// U+FFFD, and U+2028 and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBuffer returns buf to the pool unless a huge body grew it.
+func putBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= 128<<10 {
+		buffers.Put(buf)
+	}
 }
 
 // TokenHash is how a token appears in logs: the first 12 hex digits of its SHA-256, enough to correlate

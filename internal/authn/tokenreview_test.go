@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 
@@ -183,4 +185,39 @@ func TestHandlerLimits(t *testing.T) {
 			t.Fatalf("out = %v", out)
 		}
 	})
+}
+
+// TestWriteReviewMatchesEncodingJSON pins the hand-written encoder to encoding/json's bytes for the
+// same TokenReview, tricky strings included.
+func TestWriteReviewMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	tricky := []string{"", "plain", `quote " backslash \ slash /`, "<script>&amp;</script>", "ctl \x00\x01\x08\x0c\n\r\t\x1f\x7f",
+		"utf8 é ☃ 𝄞", "bad \xff\xfe utf8", "sep \u2028 \u2029", "hub:system:serviceaccount:tenant-a:reconciler"}
+	statuses := []authenticationv1.TokenReviewStatus{
+		{},
+		{Error: "token is not valid"},
+		{Authenticated: true, User: authenticationv1.UserInfo{Username: "a"}},
+		{Authenticated: true, Audiences: []string{"x", "y"}, User: authenticationv1.UserInfo{
+			Username: "hub:a", UID: "hub:u", Groups: []string{"g1", "g2"},
+			Extra: map[string]authenticationv1.ExtraValue{"z/last": {"1"}, "a/first": {"2", "3"}, "m/nil": nil, "e/empty": {}},
+		}},
+	}
+	for _, s := range tricky {
+		statuses = append(statuses, authenticationv1.TokenReviewStatus{Authenticated: true, Error: s, Audiences: []string{s}, User: authenticationv1.UserInfo{
+			Username: s, UID: s, Groups: []string{s, s}, Extra: map[string]authenticationv1.ExtraValue{s: {s}},
+		}})
+	}
+	for _, version := range []string{"authentication.k8s.io/v1", "authentication.k8s.io/v1beta1"} {
+		for i, st := range statuses {
+			want, err := json.Marshal(&authenticationv1.TokenReview{TypeMeta: metav1.TypeMeta{APIVersion: version, Kind: "TokenReview"}, Status: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			writeReview(rec, &bytes.Buffer{}, version, st)
+			if got := rec.Body.String(); got != string(want)+"\n" {
+				t.Errorf("%s status %d:\n got %s\nwant %s", version, i, got, want)
+			}
+		}
+	}
 }

@@ -52,9 +52,10 @@ type ServeOptions struct {
 	NegativeCacheTTL time.Duration
 	CacheMaxEntries  int
 
-	// Logging
-	LogLevel       int
-	LogDevelopment bool
+	// Logging and profiling
+	EnableProfiling bool
+	LogLevel        int
+	LogDevelopment  bool
 }
 
 // NewServeOptions returns the defaults.
@@ -118,6 +119,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL, "How long a refusal is reused; 0 (the default) never caches refusals.")
 	fs.IntVar(&o.CacheMaxEntries, "cache-max-entries", o.CacheMaxEntries, "Most results the cache holds (about 1 KiB each).")
 
+	fs.BoolVar(&o.EnableProfiling, "enable-profiling", o.EnableProfiling, "Serve Go's /debug/pprof/ on --metrics-bind-address.")
 	fs.IntVarP(&o.LogLevel, "v", "v", o.LogLevel, "Log verbosity: 1 lifecycle, 4 every review.")
 	fs.BoolVar(&o.LogDevelopment, "log-development", o.LogDevelopment, "Human-readable console logs instead of JSON.")
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -132,9 +134,11 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 		utilruntime.Must(v1alpha1.AddToScheme(scheme))
 		mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-			Scheme:                  scheme,
+			Scheme: scheme,
+			// The informer keeps every OpenIDConnect in memory; their managedFields are never read.
+			Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 			Logger:                  log,
-			Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+			Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress, ExtraHandlers: o.profilingHandlers()},
 			HealthProbeBindAddress:  "0", // probes are served below, the same way for both sources
 			GracefulShutdownTimeout: &o.ShutdownTimeout,
 			LeaderElection:          o.LeaderElect,
@@ -162,7 +166,7 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		if o.MetricsBindAddress != "0" {
 			// The same /metrics server the manager runs for the API source; without a filter it needs
 			// no API server.
-			ms, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.MetricsBindAddress}, nil, nil)
+			ms, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.MetricsBindAddress, ExtraHandlers: o.profilingHandlers()}, nil, nil)
 			if err != nil {
 				return nil, fmt.Errorf("could not create the metrics server: %w", err)
 			}
@@ -173,13 +177,13 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 	crmetrics.Registry.MustRegister(rec.Collector())
 	var reviewer authn.TokenAuthenticator = router
 	if o.CacheTTL > 0 {
-		cache := authn.NewCachingAuthenticator(router, authn.CacheOptions{
+		resultCache := authn.NewCachingAuthenticator(router, authn.CacheOptions{
 			TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxEntries: o.CacheMaxEntries, Metrics: m,
 		})
 		crmetrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "clustertrust_cache_entries", Help: "Results held by the result cache.",
-		}, func() float64 { return float64(cache.Stats().Size) }))
-		reviewer = cache
+		}, func() float64 { return float64(resultCache.Stats().Size) }))
+		reviewer = resultCache
 	}
 	var review http.Handler = &authn.Handler{
 		Authenticator: reviewer, Log: log.WithName("tokenreview"), Metrics: m,
@@ -240,6 +244,20 @@ func (s *server) Run(ctx context.Context) error {
 		}
 	}
 	return s.mgr.Start(ctx)
+}
+
+// profilingHandlers are Go's pprof endpoints, with --enable-profiling.
+func (o *ServeOptions) profilingHandlers() map[string]http.Handler {
+	if !o.EnableProfiling {
+		return nil
+	}
+	return map[string]http.Handler{
+		"/debug/pprof/":        http.HandlerFunc(pprof.Index),
+		"/debug/pprof/cmdline": http.HandlerFunc(pprof.Cmdline),
+		"/debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+		"/debug/pprof/symbol":  http.HandlerFunc(pprof.Symbol),
+		"/debug/pprof/trace":   http.HandlerFunc(pprof.Trace),
+	}
 }
 
 // everyReplica is a runnable that runs whether or not this replica is the leader: serving is never
