@@ -346,3 +346,29 @@ func TestKeySyncer(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+// TestIssuerURLUpstream trusts a plain OIDC issuer (no Kubernetes API): discovery runs through go-oidc,
+// which refuses a document naming another issuer.
+func TestIssuerURLUpstream(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t)
+	up := &Upstream{IssuerURL: iss.URL, IssuerCAPEM: iss.CAPEM()}
+	plan, err := PlanTrust(context.Background(), up, TrustOptions{Name: "idp", Audience: "prod", Roots: poolOf(t, iss.CAPEM())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Mode != ModeIssuer || plan.Object.Spec.IssuerURL != iss.URL {
+		t.Fatalf("plan = %s %s, want issuer mode for %s", plan.Mode, plan.Object.Spec.IssuerURL, iss.URL)
+	}
+	static, err := PlanTrust(context.Background(), up, TrustOptions{Name: "idp", Audience: "prod", Static: true})
+	if err != nil || !sameKeys(static.Object.Spec.JWKS.Keys, iss.JWKS()) {
+		t.Fatalf("static keys from the issuer URL: %v", err)
+	}
+
+	impostor := newIssuer(t)
+	impostor.SetDiscoveryIssuer("https://someone-else.example")
+	_, err = PlanTrust(context.Background(), &Upstream{IssuerURL: impostor.URL, IssuerCAPEM: impostor.CAPEM()}, TrustOptions{Name: "idp", Audience: "prod"})
+	if err == nil || !strings.Contains(err.Error(), "did not match") {
+		t.Fatalf("error = %v, want an issuer mismatch", err)
+	}
+}

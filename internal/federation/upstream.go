@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -66,13 +67,35 @@ func NewKubernetesUpstream(cfg *rest.Config) (*Upstream, error) {
 func (u *Upstream) Discovery(ctx context.Context) (map[string]any, Document, error) {
 	var body []byte
 	var err error
-	if u.API != nil {
-		body, err = u.API.Get().AbsPath(DiscoveryPath).DoRaw(ctx)
-	} else {
-		body, err = fetch(ctx, u.IssuerURL+DiscoveryPath, u.IssuerCAPEM, nil)
+	if u.API == nil {
+		return u.discoverIssuer(ctx)
 	}
+	body, err = u.API.Get().AbsPath(DiscoveryPath).DoRaw(ctx)
 	if err != nil {
 		return nil, Document{}, fmt.Errorf("could not read the upstream's discovery document: %w", err)
+	}
+	return decodeDocument(body)
+}
+
+// discoverIssuer runs OpenID Connect discovery against IssuerURL with go-oidc, which also checks that
+// the document names the issuer it was fetched for.
+func (u *Upstream) discoverIssuer(ctx context.Context) (map[string]any, Document, error) {
+	hc, err := httpClient(u.IssuerCAPEM, nil)
+	if err != nil {
+		return nil, Document{}, err
+	}
+	defer hc.CloseIdleConnections()
+	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, hc), u.IssuerURL)
+	if err != nil {
+		return nil, Document{}, fmt.Errorf("could not read the issuer's discovery document: %w", err)
+	}
+	var raw map[string]any
+	if err := provider.Claims(&raw); err != nil {
+		return nil, Document{}, fmt.Errorf("could not decode the issuer's discovery document: %w", err)
+	}
+	body, err := json.Marshal(raw)
+	if err != nil {
+		return nil, Document{}, err
 	}
 	return decodeDocument(body)
 }
@@ -119,8 +142,8 @@ func decodeDocument(body []byte) (map[string]any, Document, error) {
 	return raw, doc, nil
 }
 
-// fetch GETs url anonymously, trusting caPEM when set and otherwise roots (nil: the system roots).
-func fetch(ctx context.Context, url string, caPEM []byte, roots *x509.CertPool) ([]byte, error) {
+// httpClient trusts caPEM when set and otherwise roots (nil: the system roots).
+func httpClient(caPEM []byte, roots *x509.CertPool) (*http.Client, error) {
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	if len(caPEM) > 0 {
 		pool := x509.NewCertPool()
@@ -129,9 +152,16 @@ func fetch(ctx context.Context, url string, caPEM []byte, roots *x509.CertPool) 
 		}
 		tlsConfig.RootCAs = pool
 	}
-	transport := &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil}
-	defer transport.CloseIdleConnections()
-	hc := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil}, Timeout: 10 * time.Second}, nil
+}
+
+// fetch GETs url anonymously with httpClient(caPEM, roots).
+func fetch(ctx context.Context, url string, caPEM []byte, roots *x509.CertPool) ([]byte, error) {
+	hc, err := httpClient(caPEM, roots)
+	if err != nil {
+		return nil, err
+	}
+	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
