@@ -68,8 +68,8 @@ test-e2e: control-plane ## E2E tests across an upstream, a downstream and an unt
 	KUBEBUILDER_ASSETS=$(ASSETS) hack/e2e.sh
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target (iss peek, TokenReview decoder, JWKS parser, whole request path) for FUZZTIME (30s).
-	@for target in FuzzPeekIssuer FuzzDecodeReview FuzzParseJWKS FuzzAuthenticate; do \
+fuzz: ## Run each fuzz target (iss peek, TokenReview decoders, JWKS parser, whole request path, fast vs general path) for FUZZTIME (30s).
+	@for target in FuzzPeekIssuer FuzzDecodeReview FuzzDecodeReviewFast FuzzParseJWKS FuzzAuthenticate FuzzFastPathMatchesGeneralPath; do \
 	  echo "--- $$target"; \
 	  go test ./internal/authn -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done

@@ -58,6 +58,10 @@ type result struct {
 	p99, max    time.Duration
 	cpuPerReq   time.Duration
 	concurrency int
+	// validP99 is the p99 of the requests that should authenticate (the flood scenario mixes them
+	// with ones that should not); fetches counts JWKS fetches of the flooded issuer during the run.
+	validP99 time.Duration
+	fetches  int64
 }
 
 func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -95,6 +99,18 @@ func bench(ctx context.Context, o options) error {
 	invalid, err := testissuer.Sign(forger, claims, nil)
 	if err != nil {
 		return err
+	}
+	// Unknown kids: each names a key the issuer never published, which is what a flood aimed at the
+	// JWKS refetch looks like. The rate limit must hold the fetches to one per --min-refetch-interval.
+	unknownKID := make([]string, 256)
+	for i := range unknownKID {
+		k, err := testissuer.NewKey(jose.SignatureAlgorithm(o.alg))
+		if err != nil {
+			return err
+		}
+		if unknownKID[i], err = testissuer.Sign(k, claims, nil); err != nil {
+			return err
+		}
 	}
 
 	ca, err := pki.NewCA("loadgen")
@@ -146,6 +162,12 @@ func bench(ctx context.Context, o options) error {
 			return perIssuer[i%len(perIssuer)], uniqueAuds(), true
 		}},
 		{"invalid", "invalid (bad signature)", webhook, o.concurrency, func(int) (string, []string, bool) { return invalid, uniqueAuds(), false }},
+		{"flood", "flood: half unknown kid, half valid", webhook, o.concurrency, func(i int) (string, []string, bool) {
+			if i%2 == 0 {
+				return unknownKID[i/2%len(unknownKID)], uniqueAuds(), false
+			}
+			return pool[i%len(pool)], uniqueAuds(), true
+		}},
 		{"latency", "trivial TLS handler, c=1", trivial, 1, func(i int) (string, []string, bool) { return pool[i%len(pool)], nil, true }},
 		{"latency", fmt.Sprintf("unique %s, c=1", o.alg), webhook, 1, func(i int) (string, []string, bool) { return pool[i%len(pool)], uniqueAuds(), true }},
 	}
@@ -154,10 +176,12 @@ func bench(ctx context.Context, o options) error {
 		if !slices.Contains(strings.Split(o.modes, ","), s.mode) {
 			continue
 		}
+		fetchesBefore := issuers[0].JWKSFetches.Load()
 		r, err := drive(ctx, s.name, s.target, s.concurrency, o.duration, ca.CertPEM(), s.next)
 		if err != nil {
 			return err
 		}
+		r.fetches = issuers[0].JWKSFetches.Load() - fetchesBefore
 		results = append(results, r)
 	}
 	report(results)
@@ -264,6 +288,7 @@ func drive(ctx context.Context, name string, target *child, concurrency int, d t
 	var counter atomic.Int64
 	var wrong, authed atomic.Int64
 	latencies := make([][]time.Duration, concurrency)
+	valid := make([][]time.Duration, concurrency)
 	errc := make(chan error, concurrency)
 	cpuBefore := target.cpuTime()
 	start := time.Now()
@@ -282,7 +307,11 @@ func drive(ctx context.Context, name string, target *child, concurrency int, d t
 				})
 				t0 := time.Now()
 				got, err := post(ctx, client, url, body)
-				latencies[w] = append(latencies[w], time.Since(t0))
+				took := time.Since(t0)
+				latencies[w] = append(latencies[w], took)
+				if want {
+					valid[w] = append(valid[w], took)
+				}
 				if err != nil {
 					errc <- err
 					return
@@ -314,6 +343,14 @@ func drive(ctx context.Context, name string, target *child, concurrency int, d t
 		p50: pct(0.50), p90: pct(0.90), p99: pct(0.99), max: all[len(all)-1], concurrency: concurrency,
 	}
 	r.correct = r.requests - r.wrong
+	var validAll []time.Duration
+	for _, l := range valid {
+		validAll = append(validAll, l...)
+	}
+	if len(validAll) > 0 {
+		slices.Sort(validAll)
+		r.validP99 = validAll[min(len(validAll)-1, int(0.99*float64(len(validAll))))]
+	}
 	if r.requests > 0 {
 		r.cpuPerReq = cpu / time.Duration(r.requests)
 	}
@@ -375,6 +412,23 @@ func report(results []result) {
 		fmt.Printf("%-34s %4d %9.0f %8s %8s %8s %8s %10s %9s %7s %7s %7s\n", r.name, r.concurrency, r.rps(),
 			round(r.p50), round(r.p90), round(r.p99), round(r.max), round(r.cpuPerReq),
 			fmt.Sprintf("%d/%d", r.authed, r.requests), xr, xc, xp)
+	}
+	var unique *result
+	for i := range results {
+		if strings.HasPrefix(results[i].name, "unique") && results[i].concurrency > 1 {
+			unique = &results[i]
+		}
+	}
+	for _, r := range results {
+		if !strings.HasPrefix(r.name, "flood") {
+			continue
+		}
+		fmt.Printf("\nflood: %d JWKS fetches of the flooded issuer in %s (rate limit: one per 5s per issuer)", r.fetches, r.elapsed.Round(time.Second))
+		fmt.Printf("; valid p99 under the flood %s", round(r.validP99))
+		if unique != nil {
+			fmt.Printf(", all-valid p99 %s (x %.2f)", round(unique.validP99), float64(r.validP99)/float64(unique.validP99))
+		}
+		fmt.Println()
 	}
 	fmt.Println("\nx rps, x cpu, x p99: ratio to the trivial TLS handler at the same concurrency, in this run.")
 	fmt.Println("every answer was checked: a wrong one fails the run.")

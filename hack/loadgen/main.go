@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.concurrency, "concurrency", 64, "Concurrent keep-alive connections.")
 	fs.IntVar(&o.issuers, "issuers", 1000, "Issuers served for the issuers mode.")
 	fs.StringVar(&o.alg, "alg", "RS256", "Signing algorithm of the test issuers: RS256 or ES256.")
-	fs.StringVar(&o.modes, "modes", "trivial,unique,hot,issuers,invalid,latency", "Scenarios to run, comma separated.")
+	fs.StringVar(&o.modes, "modes", "trivial,unique,hot,issuers,invalid,flood,latency", "Scenarios to run, comma separated.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

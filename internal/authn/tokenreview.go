@@ -74,9 +74,12 @@ var ErrBadReview = errors.New("invalid TokenReview")
 
 // DecodeReview parses a TokenReview request body.
 func DecodeReview(body []byte) (*reviewEnvelope, error) {
-	var r reviewEnvelope
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("%w: could not decode JSON", ErrBadReview)
+	r, ok := decodeReviewFast(body)
+	if !ok {
+		r = reviewEnvelope{}
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, fmt.Errorf("%w: could not decode JSON", ErrBadReview)
+		}
 	}
 	if r.Kind != "TokenReview" {
 		return nil, fmt.Errorf("%w: kind must be TokenReview", ErrBadReview)
