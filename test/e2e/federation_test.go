@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +97,7 @@ func TestSyncKeysFollowsRotation(t *testing.T) {
 	if err := os.WriteFile(caFile, downstream.caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &framework.SyncBuffer{}
 	cmd := exec.CommandContext(context.Background(), os.Getenv("WEBHOOK_BIN"), "sync-keys", //nolint:gosec // G204: the binary under test
 		"--upstream-kubeconfig", os.Getenv("UPSTREAM_KUBECONFIG"),
 		"--downstream-server", downstream.config.Host, "--downstream-ca-file", caFile,
@@ -202,21 +201,3 @@ func TestPublishDiscovery(t *testing.T) {
 type errNotYet string
 
 func (e errNotYet) Error() string { return string(e) }
-
-// lockedBuffer collects a child process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

@@ -1,5 +1,6 @@
 // Package framework holds the helpers the integration and e2e suites share: polling, posting a
-// TokenReview straight to the webhook, asking a kube-apiserver who a token is, and reading conditions.
+// TokenReview straight to the webhook, asking a kube-apiserver who a token is, reading conditions, and
+// fetching probes and metrics.
 package framework
 
 import (
@@ -9,8 +10,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,4 +128,41 @@ func WaitCondition(t testing.TB, c client.Client, name, typ string, status metav
 		}
 		return nil
 	})
+}
+
+// Get fetches url over plain HTTP (probes, metrics) and returns the body; a status other than 200 is an
+// error carrying the body.
+func Get(url string) (string, error) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	return string(body), err
+}
+
+// SyncBuffer collects what a running server or child process writes while a test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

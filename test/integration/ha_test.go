@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,7 +103,7 @@ func TestTwoReplicas(t *testing.T) {
 
 	// b must answer correctly the first moment it reports ready: poll fast and review at once.
 	b := startReplica(t, bin, "b", kubeconfig)
-	framework.Eventually(t, 60*time.Second, "replica b ready", func() error { return httpOK(b.probes + "/readyz") })
+	framework.Eventually(t, 60*time.Second, "replica b ready", func() error { _, err := framework.Get(b.probes + "/readyz"); return err })
 	for _, r := range []*replica{b, a} {
 		if st := reviewAt(t, r, token); !st.Authenticated || st.User.Username != want {
 			t.Fatalf("replica %s answered %+v, want %s", r.name, st, want)
@@ -217,7 +215,7 @@ func startReplica(t *testing.T, bin, name, kubeconfig string) *replica {
 // leading checks the replica's own view of the election (controller-runtime's
 // leader_election_master_status gauge).
 func (r *replica) leading(want bool) error {
-	body, err := httpGet(r.metrics)
+	body, err := framework.Get(r.metrics)
 	if err != nil {
 		return err
 	}
@@ -245,26 +243,4 @@ func waitReady(t *testing.T, c client.Client, name string) {
 		}
 		return nil
 	})
-}
-
-func httpGet(url string) (string, error) {
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(body), err
-}
-
-func httpOK(url string) error {
-	_, err := httpGet(url)
-	return err
 }

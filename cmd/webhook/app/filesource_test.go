@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/clustertrust/clustertrust/internal/pki"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
 	"github.com/clustertrust/clustertrust/test/framework"
 )
@@ -28,18 +26,7 @@ import (
 // /metrics, and its probes say ready and live.
 func TestServeFileSource(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := pki.NewCA("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := ca.Serving("test", []net.IP{net.ParseIP("127.0.0.1")}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := pair.Write(dir, "serving")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key, ca := writeServing(t, dir)
 	issuers := filepath.Join(dir, "issuers")
 	if err := os.Mkdir(issuers, 0o700); err != nil {
 		t.Fatal(err)
@@ -64,7 +51,7 @@ spec:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
-	logs := &syncWriter{b: &strings.Builder{}}
+	logs := &framework.SyncBuffer{}
 	go func() {
 		exited <- Main(ctx, []string{"serve", "--source=file", "--config-dir", issuers,
 			"--bind-address", "127.0.0.1", "--secure-port", ports[0],
@@ -85,9 +72,9 @@ spec:
 	}()
 
 	probe := "http://127.0.0.1:" + ports[2]
-	framework.Eventually(t, 10*time.Second, "ready", func() error { return httpOK(probe + "/readyz") })
+	framework.Eventually(t, 10*time.Second, "ready", func() error { return get(probe + "/readyz") })
 	for _, path := range []string{"/livez", "/healthz", "/livez/reviews"} {
-		if err := httpOK(probe + path); err != nil {
+		if err := get(probe + path); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,7 +90,7 @@ spec:
 	writeFile(t, filepath.Join(issuers, "hub.yaml"), "kind: [")
 	metrics := "http://127.0.0.1:" + ports[1] + "/metrics"
 	framework.Eventually(t, 10*time.Second, "the broken file counted", func() error {
-		body, err := httpGet(metrics)
+		body, err := framework.Get(metrics)
 		if err != nil {
 			return err
 		}
@@ -130,24 +117,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func httpGet(url string) (string, error) {
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
-	}
-	return string(body), err
-}
-
-func httpOK(url string) error {
-	_, err := httpGet(url)
+func get(url string) error {
+	_, err := framework.Get(url)
 	return err
 }

@@ -3,14 +3,19 @@ package app
 import (
 	"net"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/clustertrust/clustertrust/internal/pki"
 )
 
 func writeSelfSigned(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	cert, key, _ = writeServing(t, dir)
+	return cert, key
+}
+
+// writeServing writes a serving certificate for 127.0.0.1 and returns its files and CA.
+func writeServing(t *testing.T, dir string) (cert, key string, ca *pki.CA) {
 	t.Helper()
 	ca, err := pki.NewCA("test")
 	if err != nil {
@@ -24,7 +29,7 @@ func writeSelfSigned(t *testing.T, dir string) (cert, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cert, key
+	return cert, key, ca
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -32,22 +37,4 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncWriter lets the test read what a running server logs.
-type syncWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
