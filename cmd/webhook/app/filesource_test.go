@@ -97,6 +97,13 @@ spec:
 		if !strings.Contains(body, "clustertrust_config_invalid_files 1") {
 			return errors.New("clustertrust_config_invalid_files is not 1")
 		}
+		// The other documented file-source metrics have non-zero samples too.
+		for _, m := range []string{`clustertrust_config_reloads_total{result="ok"} `, `clustertrust_config_reloads_total{result="invalid_files"} `, "clustertrust_config_last_reload_success_timestamp_seconds "} {
+			i := strings.Index(body, m)
+			if i < 0 || strings.HasPrefix(body[i+len(m):], "0\n") {
+				return fmt.Errorf("%s has no non-zero sample", m)
+			}
+		}
 		return nil
 	})
 	if st := framework.ReviewDirect(t, url, ca.CertPEM(), nil, token, "downstream"); !st.Authenticated {
