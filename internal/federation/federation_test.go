@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -234,8 +235,24 @@ func TestSyncIdentityRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan.RBAC) != 2 {
+	if len(plan.RBAC) != 4 {
 		t.Fatalf("RBAC = %v", plan.RBAC)
+	}
+	policy := plan.RBAC[2].(*admissionregistrationv1.ValidatingAdmissionPolicy)
+	expr := policy.Spec.Validations[0].Expression
+	for _, field := range []string{"issuerURL", "audiences", "usernamePrefix", "groupsPrefix", "claimMappings", "caBundle", "discoveryURL"} {
+		if !strings.Contains(expr, "object.spec."+field+" == oldObject.spec."+field) {
+			t.Errorf("the policy does not pin spec.%s:\n%s", field, expr)
+		}
+	}
+	if strings.Contains(expr, "spec.jwks") {
+		t.Errorf("the policy pins spec.jwks, which sync-keys must change:\n%s", expr)
+	}
+	if c := policy.Spec.MatchConditions[0].Expression; c != `request.userInfo.username == "hub:system:serviceaccount:clustertrust-system:sync-keys"` {
+		t.Errorf("match condition = %s", c)
+	}
+	if b := plan.RBAC[3].(*admissionregistrationv1.ValidatingAdmissionPolicyBinding); b.Spec.PolicyName != policy.Name {
+		t.Errorf("binding names policy %q, want %q", b.Spec.PolicyName, policy.Name)
 	}
 	role := plan.RBAC[0].(*rbacv1.ClusterRole)
 	if r := role.Rules[0]; len(r.ResourceNames) != 1 || r.ResourceNames[0] != "hub" || strings.Join(r.Verbs, ",") != "get,patch" {

@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strconv"
 	"strings"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,8 +49,10 @@ type TrustOptions struct {
 
 // Plan is what `webhook trust` found and would apply.
 type Plan struct {
-	Object  *v1alpha1.OpenIDConnect
-	RBAC    []client.Object // a ClusterRole and its binding, with TrustOptions.SyncIdentity
+	Object *v1alpha1.OpenIDConnect
+	// RBAC, with TrustOptions.SyncIdentity: a ClusterRole and its binding, and a ValidatingAdmissionPolicy
+	// and its binding that confine that identity's patches to spec.jwks.
+	RBAC    []client.Object
 	Mode    string
 	Reasons []string
 }
@@ -182,7 +187,57 @@ func syncRBAC(obj *v1alpha1.OpenIDConnect, identity string) ([]client.Object, er
 			Name: cfg.UsernamePrefix + "system:serviceaccount:" + ns + ":" + sa,
 		}},
 	}
-	return []client.Object{role, binding}, nil
+	policy, policyBinding := jwksOnlyPolicy(name, binding.Subjects[0].Name, obj.Name)
+	return []client.Object{role, binding, policy, policyBinding}, nil
+}
+
+// jwksOnlyPolicy refuses any change by username to the object called objName except to spec.jwks: RBAC
+// can limit the identity to one object, not to one field, and a patch of, say, usernamePrefix would let
+// the upstream mint identities it was never meant to have. Every other spec field, present now or added
+// to the API later, must stay as it was.
+func jwksOnlyPolicy(name, username, objName string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	var same []string
+	t := reflect.TypeFor[v1alpha1.OpenIDConnectSpec]()
+	for i := range t.NumField() {
+		field, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if field == "" || field == "-" || field == "jwks" {
+			continue
+		}
+		same = append(same, fmt.Sprintf("(has(object.spec.%[1]s) == has(oldObject.spec.%[1]s) && (!has(object.spec.%[1]s) || object.spec.%[1]s == oldObject.spec.%[1]s))", field))
+	}
+	fail := admissionregistrationv1.Fail
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				ResourceNames: []string{objName},
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+					Rule: admissionregistrationv1.Rule{
+						APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"}, Resources: []string{"openidconnects"},
+					},
+				},
+			}}},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name: "sync-keys-identity", Expression: "request.userInfo.username == " + strconv.Quote(username),
+			}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: strings.Join(same, " && "),
+				Message:    "sync-keys may change only spec.jwks of this object",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	return policy, binding
 }
 
 // Render writes the plan as YAML documents, led by comments that say which mode was chosen and why.

@@ -5,7 +5,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,10 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
@@ -93,6 +99,33 @@ func TestSyncKeysFollowsRotation(t *testing.T) {
 		}
 	}
 	writeToken()
+
+	// RBAC lets that identity patch this one object; the admission policy trust added lets it change
+	// only spec.jwks. (Dry runs: admission runs, nothing is stored.)
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asSync, err := dynamic.NewForConfig(framework.TokenConfig(downstream.config, string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oidcs := asSync.Resource(v1alpha1.GroupVersion.WithResource("openidconnects"))
+	dryRun := metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}
+	framework.Eventually(t, 20*time.Second, "the policy refuses a prefix change by sync-keys", func() error {
+		_, err := oidcs.Patch(context.Background(), name, types.MergePatchType, []byte(`{"spec":{"usernamePrefix":"-"}}`), dryRun)
+		if err == nil || !strings.Contains(err.Error(), "sync-keys may change only spec.jwks") {
+			return fmt.Errorf("patch of usernamePrefix: err = %v", err)
+		}
+		return nil
+	})
+	if _, err := oidcs.Patch(context.Background(), name, types.MergePatchType, []byte(`{"spec":{"jwks":{"keys":"`+base64.StdEncoding.EncodeToString(upstream.jwks(t))+`"}}}`), dryRun); err != nil {
+		t.Fatalf("sync-keys may not change spec.jwks: %v", err)
+	}
+	if _, err := oidcs.Get(context.Background(), "hub-trust", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("sync-keys read another OpenIDConnect: err = %v, want Forbidden", err)
+	}
+
 	caFile := filepath.Join(dir, "downstream-ca.crt")
 	if err := os.WriteFile(caFile, downstream.caPEM, 0o600); err != nil {
 		t.Fatal(err)
