@@ -115,7 +115,7 @@ func TestSyncKeysFollowsRotation(t *testing.T) {
 	framework.Eventually(t, 20*time.Second, "the policy refuses a prefix change by sync-keys", func() error {
 		_, err := oidcs.Patch(context.Background(), name, types.MergePatchType, []byte(`{"spec":{"usernamePrefix":"-"}}`), dryRun)
 		if err == nil || !strings.Contains(err.Error(), "sync-keys may change only spec.jwks") {
-			return fmt.Errorf("patch of usernamePrefix: err = %v", err)
+			return fmt.Errorf("patch of usernamePrefix: err = %w", err)
 		}
 		return nil
 	})
