@@ -17,6 +17,10 @@ import (
 // downstream normally sees between two token rotations.
 const DefaultCacheMaxEntries = 10000
 
+// DefaultCacheMaxBytes bounds the memory of the cached results. A result is usually about 1 KiB, but
+// extraClaims can copy up to a token's worth of claims into one, so entries alone do not bound memory.
+const DefaultCacheMaxBytes = 64 << 20
+
 // CacheOptions configure a CachingAuthenticator.
 type CacheOptions struct {
 	// TTL bounds how long a successful result is reused; the token's own expiry bounds it further.
@@ -26,7 +30,10 @@ type CacheOptions struct {
 	NegativeTTL time.Duration
 	// MaxEntries bounds the number of cached results (DefaultCacheMaxEntries when zero).
 	MaxEntries int
-	Clock      clock.PassiveClock
+	// MaxBytes bounds the estimated memory of the cached results (DefaultCacheMaxBytes when zero); the
+	// least recently used results go first. A single result larger than MaxBytes is not cached.
+	MaxBytes int
+	Clock    clock.PassiveClock
 	// Metrics, when set, counts hits and misses.
 	Metrics *Metrics
 }
@@ -35,6 +42,7 @@ type CacheOptions struct {
 type CacheStats struct {
 	Hits, Misses int64
 	Size         int
+	Bytes        int
 }
 
 // CachingAuthenticator puts a bounded LRU result cache in front of a Router. Results are keyed by a
@@ -48,6 +56,7 @@ type CachingAuthenticator struct {
 	mu    sync.Mutex
 	items map[[32]byte]*list.Element
 	lru   *list.List // front = most recently used
+	bytes int        // estimated size of what lru holds
 
 	hits, misses atomic.Int64
 }
@@ -59,12 +68,16 @@ type cached struct {
 	entry      *Entry // nil for a refusal
 	generation uint64 // router generation, for refusals
 	expires    time.Time
+	size       int // estimated bytes, see sizeOf
 }
 
 // NewCachingAuthenticator returns a cache in front of router.
 func NewCachingAuthenticator(router *Router, opts CacheOptions) *CachingAuthenticator {
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = DefaultCacheMaxEntries
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultCacheMaxBytes
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -107,9 +120,9 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 // Stats reports hits, misses and the current size.
 func (c *CachingAuthenticator) Stats() CacheStats {
 	c.mu.Lock()
-	size := c.lru.Len()
+	size, bytes := c.lru.Len(), c.bytes
 	c.mu.Unlock()
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Size: size}
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Size: size, Bytes: bytes}
 }
 
 func (c *CachingAuthenticator) lookup(key [32]byte) (*cached, bool) {
@@ -127,8 +140,7 @@ func (c *CachingAuthenticator) lookup(key [32]byte) (*cached, bool) {
 		valid = valid && it.generation == c.router.Generation()
 	}
 	if !valid {
-		c.lru.Remove(el)
-		delete(c.items, key)
+		c.remove(el)
 		return nil, false
 	}
 	c.lru.MoveToFront(el)
@@ -136,19 +148,56 @@ func (c *CachingAuthenticator) lookup(key [32]byte) (*cached, bool) {
 }
 
 func (c *CachingAuthenticator) store(it *cached) {
+	it.size = sizeOf(it)
+	if it.size > c.opts.MaxBytes {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[it.key]; ok {
-		el.Value = it
-		c.lru.MoveToFront(el)
-		return
+		c.remove(el)
 	}
 	c.items[it.key] = c.lru.PushFront(it)
-	for c.lru.Len() > c.opts.MaxEntries {
-		oldest := c.lru.Back()
-		c.lru.Remove(oldest)
-		delete(c.items, oldest.Value.(*cached).key)
+	c.bytes += it.size
+	for c.lru.Len() > c.opts.MaxEntries || c.bytes > c.opts.MaxBytes {
+		c.remove(c.lru.Back())
 	}
+}
+
+// remove drops el. Callers hold mu.
+func (c *CachingAuthenticator) remove(el *list.Element) {
+	it := el.Value.(*cached)
+	c.lru.Remove(el)
+	delete(c.items, it.key)
+	c.bytes -= it.size
+}
+
+// sizeOf estimates the memory a cached result holds: its strings plus a fixed overhead for the
+// structures around them.
+func sizeOf(it *cached) int {
+	const overhead = 256 // cached, list element, map slot, response and user structs
+	n := overhead
+	if it.err != nil {
+		n += len(it.err.Error())
+	}
+	if it.resp == nil {
+		return n
+	}
+	for _, a := range it.resp.Audiences {
+		n += len(a) + 16
+	}
+	u := it.resp.User
+	n += len(u.GetName()) + len(u.GetUID())
+	for _, g := range u.GetGroups() {
+		n += len(g) + 16
+	}
+	for k, vs := range u.GetExtra() {
+		n += len(k) + 48
+		for _, v := range vs {
+			n += len(v) + 16
+		}
+	}
+	return n
 }
 
 // cacheKey hashes the token with the requested audiences: the same token reviewed for other audiences

@@ -2,6 +2,8 @@ package authn
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +126,51 @@ func TestCacheNegativeOptIn(t *testing.T) {
 	r.Store("hub", startEntry(t, baseConfig(iss)))
 	if _, ok, _ := c.AuthenticateToken(ctx, token); !ok {
 		t.Fatal("a cached refusal outlived a routing change")
+	}
+}
+
+// TestCacheBoundedInBytes: extraClaims can make one result as large as a token, so the cache also
+// holds a byte budget, evicting the least recently used results, and never caches one that alone
+// exceeds it.
+func TestCacheBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	cfg := baseConfig(iss)
+	cfg.ExtraClaims = []string{"blob"}
+	r := NewRouter()
+	r.Store("hub", startEntry(t, cfg))
+	const budget = 16 << 10
+	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Minute, MaxBytes: budget})
+	ctx := context.Background()
+	blob := strings.Repeat("x", 3000)
+	tokens := make([]string, 20)
+	for i := range tokens {
+		tokens[i] = mint(t, iss, testissuer.Claims{"sub": fmt.Sprint(i), "aud": testAudience, "blob": blob})
+		if _, ok, err := c.AuthenticateToken(ctx, tokens[i]); !ok {
+			t.Fatal(err)
+		}
+		if s := c.Stats(); s.Bytes > budget {
+			t.Fatalf("after %d results the cache holds %d bytes, over its budget of %d", i+1, s.Bytes, budget)
+		}
+	}
+	s := c.Stats()
+	if s.Size < 3 || s.Size >= len(tokens) {
+		t.Fatalf("size = %d: the byte budget should hold a few 3 KB results, not all %d", s.Size, len(tokens))
+	}
+	// The newest is kept, the oldest evicted.
+	before := c.Stats().Hits
+	_, _, _ = c.AuthenticateToken(ctx, tokens[len(tokens)-1])
+	_, _, _ = c.AuthenticateToken(ctx, tokens[0])
+	if got := c.Stats().Hits - before; got != 1 {
+		t.Fatalf("hits = %d, want the newest cached and the oldest evicted", got)
+	}
+	// A result larger than the whole budget is not cached at all.
+	huge := mint(t, iss, testissuer.Claims{"sub": "huge", "aud": testAudience, "blob": strings.Repeat("y", budget)})
+	sizeBefore := c.Stats().Size
+	if _, ok, err := c.AuthenticateToken(ctx, huge); !ok {
+		t.Fatal(err)
+	}
+	if c.Stats().Size > sizeBefore {
+		t.Fatal("a result larger than the budget was cached")
 	}
 }

@@ -25,6 +25,7 @@ var documentedMetrics = []string{
 	"clustertrust_unknown_kid_refetches_total",
 	"clustertrust_cache_requests_total",
 	"clustertrust_cache_entries",
+	"clustertrust_cache_bytes",
 	"clustertrust_issuers",
 }
 

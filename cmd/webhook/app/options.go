@@ -51,6 +51,7 @@ type ServeOptions struct {
 	CacheTTL         time.Duration
 	NegativeCacheTTL time.Duration
 	CacheMaxEntries  int
+	CacheMaxBytes    int
 
 	// Logging and profiling
 	EnableProfiling bool
@@ -76,6 +77,7 @@ func NewServeOptions() *ServeOptions {
 		MinRefetchInterval:     5 * time.Second,
 		CacheTTL:               10 * time.Second,
 		CacheMaxEntries:        10000,
+		CacheMaxBytes:          64 << 20,
 	}
 }
 
@@ -118,6 +120,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CacheTTL, "cache-ttl", o.CacheTTL, "How long a successful review is reused (never past the token's exp); 0 disables the result cache.")
 	fs.DurationVar(&o.NegativeCacheTTL, "negative-cache-ttl", o.NegativeCacheTTL, "How long a refusal is reused; 0 (the default) never caches refusals.")
 	fs.IntVar(&o.CacheMaxEntries, "cache-max-entries", o.CacheMaxEntries, "Most results the cache holds (about 1 KiB each).")
+	fs.IntVar(&o.CacheMaxBytes, "cache-max-bytes", o.CacheMaxBytes, "Most memory the cached results may take (estimated); extraClaims can make one result as large as a token.")
 
 	fs.BoolVar(&o.EnableProfiling, "enable-profiling", o.EnableProfiling, "Serve Go's /debug/pprof/ on --metrics-bind-address.")
 	fs.IntVarP(&o.LogLevel, "v", "v", o.LogLevel, "Log verbosity: 1 lifecycle, 4 every review.")
@@ -177,6 +180,9 @@ func (o *ServeOptions) Validate() []error {
 	}
 	if o.CacheMaxEntries < 1 {
 		errs = append(errs, fmt.Errorf("--cache-max-entries %d must be at least 1", o.CacheMaxEntries))
+	}
+	if o.CacheMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("--cache-max-bytes %d must be at least 1 MiB", o.CacheMaxBytes))
 	}
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must not be negative"))

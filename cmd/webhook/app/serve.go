@@ -178,11 +178,13 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 	var reviewer authn.TokenAuthenticator = router
 	if o.CacheTTL > 0 {
 		resultCache := authn.NewCachingAuthenticator(router, authn.CacheOptions{
-			TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxEntries: o.CacheMaxEntries, Metrics: m,
+			TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxEntries: o.CacheMaxEntries, MaxBytes: o.CacheMaxBytes, Metrics: m,
 		})
 		crmetrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "clustertrust_cache_entries", Help: "Results held by the result cache.",
-		}, func() float64 { return float64(resultCache.Stats().Size) }))
+		}, func() float64 { return float64(resultCache.Stats().Size) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "clustertrust_cache_bytes", Help: "Estimated memory of the results held by the result cache.",
+		}, func() float64 { return float64(resultCache.Stats().Bytes) }))
 		reviewer = resultCache
 	}
 	var review http.Handler = &authn.Handler{
