@@ -82,6 +82,12 @@ func readyCondition(obj *v1alpha1.OpenIDConnect) *metav1.Condition {
 	return meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady)
 }
 
+// readyChanged reports whether the Ready condition appeared or changed status or reason from before to
+// after: the moments worth an event or a log line.
+func readyChanged(before, after *metav1.Condition) bool {
+	return after != nil && (before == nil || before.Status != after.Status || before.Reason != after.Reason)
+}
+
 func hasReason(obj *v1alpha1.OpenIDConnect, reason string) bool {
 	c := readyCondition(obj)
 	return c != nil && c.Reason == reason

@@ -313,7 +313,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.OpenIDConnec
 	// An event marks a change of Ready: a problem (Warning), or a recovery from one (Normal). An
 	// object that is Ready the first time it is reported gets none: its status says so, and loading
 	// 10,000 objects should not also write 10,000 events.
-	if after := readyCondition(obj); after != nil && (before == nil || before.Status != after.Status || before.Reason != after.Reason) {
+	if after := readyCondition(obj); readyChanged(before, after) {
 		switch {
 		case after.Reason == v1alpha1.ReasonInvalidSpec: // Reconcile records it with the error
 		case after.Status != metav1.ConditionTrue:

@@ -120,7 +120,7 @@ func (s *FileSource) UpdateStatus(_ context.Context, obj *v1alpha1.OpenIDConnect
 	current.Status = *obj.Status.DeepCopy()
 	after := readyCondition(current)
 	s.mu.Unlock()
-	if after != nil && (before == nil || before.Status != after.Status || before.Reason != after.Reason) {
+	if readyChanged(before, after) {
 		s.Log.Info("Issuer status", "openidconnect", obj.Name, "ready", after.Status, "reason", after.Reason, "message", after.Message)
 	}
 	return nil
