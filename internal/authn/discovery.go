@@ -75,6 +75,12 @@ const (
 	acceptJWKS      = "application/jwk-set+json, application/json"
 )
 
+// Fetch GETs url as key fetches do, for tools that read an issuer's documents: it accepts a JWKS or
+// JSON, reads at most 256 KiB and gives up after 10 s.
+func Fetch(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	return get(ctx, client, url, acceptJWKS, maxJWKSBytes)
+}
+
 // get performs one bounded GET and returns the body of a 200 response.
 func get(ctx context.Context, client *http.Client, url, accept string, maxBytes int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)

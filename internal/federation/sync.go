@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -56,13 +57,12 @@ func (s *KeySyncer) SyncOnce(ctx context.Context) (bool, error) {
 	if sameKeys(current, want) {
 		return false, nil
 	}
-	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"jwks": map[string]any{"keys": base64.StdEncoding.EncodeToString(want)}}})
-	if err != nil {
-		return false, err
-	}
 	// A JSON merge patch with the resourceVersion we read: if someone else changed the object meanwhile,
 	// the patch fails and the next round starts from what they wrote.
-	patch, err = withResourceVersion(patch, obj.GetResourceVersion())
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": obj.GetResourceVersion()},
+		"spec":     map[string]any{"jwks": map[string]any{"keys": base64.StdEncoding.EncodeToString(want)}},
+	})
 	if err != nil {
 		return false, err
 	}
@@ -90,15 +90,6 @@ func (s *KeySyncer) Run(ctx context.Context, interval time.Duration) error {
 		case <-ticker.C:
 		}
 	}
-}
-
-func withResourceVersion(patch []byte, rv string) ([]byte, error) {
-	var m map[string]any
-	if err := json.Unmarshal(patch, &m); err != nil {
-		return nil, err
-	}
-	m["metadata"] = map[string]any{"resourceVersion": rv}
-	return json.Marshal(m)
 }
 
 // sameKeys reports whether two JWKS documents hold the same keys, whatever their order and formatting.
@@ -130,14 +121,9 @@ func fingerprints(jwks []byte) []string {
 
 // kids lists the key ids of a JWKS, for logs.
 func kids(jwks []byte) []string {
-	keys, err := authn.ParseJWKS(jwks)
-	if err != nil {
-		return nil
+	fps := fingerprints(jwks)
+	for i, fp := range fps {
+		fps[i], _, _ = strings.Cut(fp, "/")
 	}
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k.KeyID)
-	}
-	slices.Sort(out)
-	return out
+	return fps
 }

@@ -6,15 +6,11 @@ package federation
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"k8s.io/client-go/kubernetes"
@@ -27,7 +23,6 @@ import (
 const (
 	DiscoveryPath = "/.well-known/openid-configuration"
 	JWKSPath      = "/openid/v1/jwks"
-	maxDocBytes   = 256 << 10
 )
 
 // Upstream reads an issuer's discovery document and JWKS: through a Kubernetes API server with the
@@ -65,12 +60,10 @@ func NewKubernetesUpstream(cfg *rest.Config) (*Upstream, error) {
 
 // Discovery returns the issuer's discovery document, raw and decoded.
 func (u *Upstream) Discovery(ctx context.Context) (map[string]any, Document, error) {
-	var body []byte
-	var err error
 	if u.API == nil {
 		return u.discoverIssuer(ctx)
 	}
-	body, err = u.API.Get().AbsPath(DiscoveryPath).DoRaw(ctx)
+	body, err := u.API.Get().AbsPath(DiscoveryPath).DoRaw(ctx)
 	if err != nil {
 		return nil, Document{}, fmt.Errorf("could not read the upstream's discovery document: %w", err)
 	}
@@ -142,45 +135,25 @@ func decodeDocument(body []byte) (map[string]any, Document, error) {
 	return raw, doc, nil
 }
 
-// httpClient trusts caPEM when set and otherwise roots (nil: the system roots).
+// httpClient is the client clustertrust itself would use for an issuer with caPEM (authn.NewHTTPClient);
+// without caPEM, roots (when not nil) replace the system roots, which is how tests stand for a public CA.
 func httpClient(caPEM []byte, roots *x509.CertPool) (*http.Client, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
-	if len(caPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return nil, errors.New("no PEM certificate in the CA bundle")
-		}
-		tlsConfig.RootCAs = pool
+	hc, err := authn.NewHTTPClient(caPEM)
+	if err != nil {
+		return nil, err
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil}, Timeout: 10 * time.Second}, nil
+	if len(caPEM) == 0 && roots != nil {
+		hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = roots
+	}
+	return hc, nil
 }
 
-// fetch GETs url anonymously with httpClient(caPEM, roots).
+// fetch GETs url anonymously with httpClient(caPEM, roots), bounded as authn's key fetches are.
 func fetch(ctx context.Context, url string, caPEM []byte, roots *x509.CertPool) ([]byte, error) {
 	hc, err := httpClient(caPEM, roots)
 	if err != nil {
 		return nil, err
 	}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	if len(body) > maxDocBytes {
-		return nil, fmt.Errorf("GET %s: larger than %d bytes", url, maxDocBytes)
-	}
-	return body, nil
+	return authn.Fetch(ctx, hc, url)
 }
