@@ -94,9 +94,7 @@ func bench(ctx context.Context, o options) error {
 	}
 	forger.KID = issuers[0].SigningKey().KID // a known kid with a bad signature: no refetch, a real verify
 	claims := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
-	claims["iss"] = issuers[0].URL
-	claims["exp"] = time.Now().Add(time.Hour).Unix()
-	invalid, err := testissuer.Sign(forger, claims, nil)
+	invalid, err := testissuer.MintFor(forger, issuers[0].URL, claims)
 	if err != nil {
 		return err
 	}
@@ -108,7 +106,7 @@ func bench(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		if unknownKID[i], err = testissuer.Sign(k, claims, nil); err != nil {
+		if unknownKID[i], err = testissuer.MintFor(k, issuers[0].URL, claims); err != nil {
 			return err
 		}
 	}

@@ -110,9 +110,8 @@ spec:
 	}
 
 	claims := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
-	now := time.Now()
-	claims["iss"], claims["iat"], claims["nbf"], claims["exp"] = issuerURL, now.Unix(), now.Unix(), now.Add(24*time.Hour).Unix()
-	token, err := testissuer.Sign(key, claims, nil)
+	claims["exp"] = time.Now().Add(24 * time.Hour).Unix()
+	token, err := testissuer.MintFor(key, issuerURL, claims)
 	if err != nil {
 		return err
 	}

@@ -232,9 +232,15 @@ func (i *Issuer) Mint(claims Claims) (string, error) {
 	key := i.signing
 	url := i.URL
 	i.mu.Unlock()
+	return MintFor(key, url, claims)
+}
+
+// MintFor signs claims with key as issuer iss would: iss, iat and nbf now, exp in an hour, each
+// overridden by claims (a nil value removes the claim).
+func MintFor(key Key, iss string, claims Claims) (string, error) {
 	c := Claims{}
 	now := time.Now()
-	c["iss"] = url
+	c["iss"] = iss
 	c["iat"] = now.Unix()
 	c["nbf"] = now.Unix()
 	c["exp"] = now.Add(time.Hour).Unix()
