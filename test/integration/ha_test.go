@@ -162,7 +162,7 @@ func startReplica(t *testing.T, bin, name, kubeconfig string) *replica {
 	t.Helper()
 	ports := make([]string, 3)
 	for i := range ports {
-		p, err := freePort()
+		p, err := framework.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/clustertrust/clustertrust/cmd/webhook/app"
 	"github.com/clustertrust/clustertrust/internal/pki"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
+	"github.com/clustertrust/clustertrust/test/framework"
 )
 
 // Shared by the tests of this package; set up once in TestMain.
@@ -73,17 +74,17 @@ func run(m *testing.M) (int, error) {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
-	webhookPort, err := freePort()
+	webhookPort, err := framework.FreePort()
 	if err != nil {
 		return 1, err
 	}
-	probePort, err := freePort()
+	probePort, err := framework.FreePort()
 	if err != nil {
 		return 1, err
 	}
 	webhookURL = "https://127.0.0.1:" + strconv.Itoa(webhookPort) + "/authenticate"
 	probeURL = "http://127.0.0.1:" + strconv.Itoa(probePort)
-	metricsPort, err := freePort()
+	metricsPort, err := framework.FreePort()
 	if err != nil {
 		return 1, err
 	}
@@ -218,15 +219,6 @@ func run(m *testing.M) (int, error) {
 		fmt.Fprintf(os.Stderr, "--- webhook log:\n%s\n", logs)
 	}
 	return code, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func waitHTTP(url string, timeout time.Duration) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -47,7 +46,11 @@ spec:
 
 	ports := make([]string, 3)
 	for i := range ports {
-		ports[i] = strconv.Itoa(freePort(t))
+		p, err := framework.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = strconv.Itoa(p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
@@ -112,16 +115,6 @@ spec:
 	if strings.Contains(logs.String(), token) {
 		t.Fatal("the token appeared in the logs")
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func get(url string) error {
