@@ -6,6 +6,7 @@ RUN go mod download
 COPY api/ api/
 COPY cmd/ cmd/
 COPY internal/ internal/
+COPY config/crd/ config/crd/
 RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /webhook ./cmd/webhook
 
 FROM gcr.io/distroless/static:nonroot

@@ -13,15 +13,24 @@ import (
 	"github.com/clustertrust/clustertrust/internal/authn"
 )
 
-// ToConfig translates an OpenIDConnect object into an authn.Config, applying the API's defaults. It
-// repeats the CRD's essential checks so that objects from other sources (files, an older CRD) get the
-// same guarantees.
+// ToConfig translates an OpenIDConnect object into an authn.Config, applying the API's defaults.
+//
+// The CRD's rules are not repeated here: the API server enforces them on objects from the API, and the
+// file source enforces them on objects from files with the CRD itself (crdValidator). What ToConfig
+// still checks is what the CRD cannot say directly or did not always say:
+//   - the effective prefixes, which only ToConfig computes (an empty prefix means "<name>:"), must not
+//     start with "system:": the one guarantee everything else rests on, that an upstream can never mint a
+//     downstream system identity. The CRD covers it only indirectly, through its rule on an object named
+//     "system".
+//   - the in-cluster default audiences and the exclusivity of claimMappings.username/groups with the flat
+//     claim and prefix fields: the CRD gained these rules after v1alpha1 first shipped, and the API server
+//     never re-validates an object stored under the older CRD.
+//
+// The https issuerURL and the non-empty audiences were in the CRD from the start (authn.NewEntry also
+// refuses an entry without audiences), so they are no longer checked here.
 func ToConfig(obj *v1alpha1.OpenIDConnect) (authn.Config, error) {
 	spec := &obj.Spec
 	var errs []error
-	if !strings.HasPrefix(spec.IssuerURL, "https://") {
-		errs = append(errs, errors.New("issuerURL must be an https URL"))
-	}
 	usernamePrefix := v1alpha1.EffectivePrefix(spec.UsernamePrefix, obj.Name)
 	groupsPrefix := v1alpha1.EffectivePrefix(spec.GroupsPrefix, obj.Name)
 	if strings.HasPrefix(usernamePrefix, "system:") {
@@ -31,9 +40,6 @@ func ToConfig(obj *v1alpha1.OpenIDConnect) (authn.Config, error) {
 		errs = append(errs, fmt.Errorf("groupsPrefix %q must not start with \"system:\"", groupsPrefix))
 	}
 	audiences := spec.EffectiveAudiences()
-	if len(audiences) == 0 {
-		errs = append(errs, errors.New("at least one audience is required"))
-	}
 	if !spec.AllowDefaultAudiences {
 		for _, a := range audiences {
 			if slices.Contains(v1alpha1.DefaultAudiences, a) {

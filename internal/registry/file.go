@@ -24,7 +24,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/yaml"
@@ -41,11 +44,17 @@ const maxManifestBytes = 4 << 20
 // such as the ..data links of a mounted ConfigMap, skipped). It needs no Kubernetes API, which is how
 // clustertrust runs as a static pod beside a kube-apiserver that cannot depend on itself.
 //
+// Objects from files pass the same rules as objects from the API: each is checked against the generated
+// CRD itself (config/crd, embedded), its OpenAPI schema and its CEL rules, after the CRD's defaults are
+// applied, and an invalid one is refused with the message the API server gives for it. Unlike the API
+// server, which prunes unknown fields silently unless the client asks for strict validation, a file with
+// an unknown field is refused, with the error kubectl's default strict validation gets.
+//
 // The directory is reloaded when it changes (fsnotify, with a periodic rescan as a fallback). A file that
 // does not parse, holds something other than an OpenIDConnect, repeats a name another file declares, or
-// declares an invalid spec is refused as a whole: the objects it held at its last good load stay routed,
-// and the refusal is logged and counted (clustertrust_config_invalid_files). Removing a file removes its
-// objects. Status lives in memory; a change of the Ready condition is logged.
+// holds an object the CRD refuses is refused as a whole: the objects it held at its last good load stay
+// routed, and the refusal is logged and counted (clustertrust_config_invalid_files). Removing a file
+// removes its objects. Status lives in memory; a change of the Ready condition is logged.
 type FileSource struct {
 	Dir        string
 	Reconciler *Reconciler
@@ -207,6 +216,15 @@ func (s *FileSource) reload(ctx context.Context) {
 		s.metrics.reloads.WithLabelValues("invalid_files").Inc()
 		return
 	}
+	// Parse and validate (CEL included) before taking the lock that Get and List wait on.
+	type parsed struct {
+		objs []*v1alpha1.OpenIDConnect
+		err  error
+	}
+	results := make([]parsed, len(files))
+	for i, file := range files {
+		results[i].objs, results[i].err = parseManifestFile(file)
+	}
 	s.mu.Lock()
 	if s.good == nil {
 		s.good = map[string][]*v1alpha1.OpenIDConnect{}
@@ -216,8 +234,8 @@ func (s *FileSource) reload(ctx context.Context) {
 	next := map[string]*v1alpha1.OpenIDConnect{}
 	good := map[string][]*v1alpha1.OpenIDConnect{}
 	invalid := 0
-	for _, file := range files {
-		objs, err := parseManifestFile(file)
+	for i, file := range files {
+		objs, err := results[i].objs, results[i].err
 		for _, obj := range objs {
 			if other, taken := owner[obj.Name]; taken && err == nil {
 				err = fmt.Errorf("OpenIDConnect %q is also declared in %s", obj.Name, filepath.Base(other))
@@ -335,10 +353,18 @@ func parseManifestFile(path string) ([]*v1alpha1.OpenIDConnect, error) {
 	return ParseManifests(data)
 }
 
-// ParseManifests decodes one or more OpenIDConnect documents (YAML separated by ---, or JSON) strictly:
-// an unknown field, another kind, a namespace, a missing or repeated name, or a spec that ToConfig
-// refuses is an error naming the document.
+// ParseManifests decodes one or more OpenIDConnect documents (YAML separated by ---, or JSON) and admits
+// each as the API server admits a create of it with kubectl's strict field validation (see crdValidator):
+// an unknown field is refused, the CRD's defaults are applied, status is dropped, and the object must
+// pass the CRD's schema and CEL rules, the error then being the API server's own, such as
+// `OpenIDConnect.authentication.clustertrust.io "hub" is invalid: spec.discoveryURL: Invalid value: ...`.
+// A file also may not hold another kind, a namespace, a document without a name, a name twice or a
+// repeated key, each an error naming the document or the object. Any error refuses every document.
 func ParseManifests(data []byte) ([]*v1alpha1.OpenIDConnect, error) {
+	validator, err := openIDConnectValidator()
+	if err != nil {
+		return nil, err
+	}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var objs []*v1alpha1.OpenIDConnect
 	seen := map[string]bool{}
@@ -353,26 +379,42 @@ func ParseManifests(data []byte) ([]*v1alpha1.OpenIDConnect, error) {
 		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 			continue
 		}
-		var obj v1alpha1.OpenIDConnect
-		if err := yaml.UnmarshalStrict(raw, &obj); err != nil {
+		// The API server decodes JSON; YAML becomes JSON as kubectl converts it, refusing a repeated key.
+		js, err := yaml.YAMLToJSONStrict(raw)
+		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", doc, err)
 		}
-		if obj.APIVersion != v1alpha1.GroupVersion.String() || obj.Kind != "OpenIDConnect" {
-			return nil, fmt.Errorf("document %d: is %s %s, want %s OpenIDConnect", doc, obj.APIVersion, obj.Kind, v1alpha1.GroupVersion)
+		u := &unstructured.Unstructured{}
+		if err := utiljson.Unmarshal(js, &u.Object); err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
 		}
+		if u.GetAPIVersion() != v1alpha1.GroupVersion.String() || u.GetKind() != "OpenIDConnect" {
+			return nil, fmt.Errorf("document %d: is %s %s, want %s OpenIDConnect", doc, u.GetAPIVersion(), u.GetKind(), v1alpha1.GroupVersion)
+		}
+		name := u.GetName()
 		switch {
-		case obj.Name == "":
+		case name == "":
 			return nil, fmt.Errorf("document %d: metadata.name is required", doc)
-		case obj.Namespace != "":
-			return nil, fmt.Errorf("OpenIDConnect %q: is cluster-scoped, so metadata.namespace must be empty", obj.Name)
-		case seen[obj.Name]:
-			return nil, fmt.Errorf("OpenIDConnect %q is declared twice", obj.Name)
+		case u.GetNamespace() != "":
+			// The API server would drop it silently; in a file it suggests a copy of the wrong manifest.
+			return nil, fmt.Errorf("OpenIDConnect %q: is cluster-scoped, so metadata.namespace must be empty", name)
+		case seen[name]:
+			return nil, fmt.Errorf("OpenIDConnect %q is declared twice", name)
 		}
-		seen[obj.Name] = true
+		seen[name] = true
+		if err := validator.admit(context.Background(), u); err != nil {
+			if apierrors.IsInvalid(err) {
+				return nil, err // the message names the object already
+			}
+			return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
+		}
+		var obj v1alpha1.OpenIDConnect
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, &obj, true); err != nil {
+			return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
+		}
 		if _, err := ToConfig(&obj); err != nil {
-			return nil, fmt.Errorf("OpenIDConnect %q: %w", obj.Name, err)
+			return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
 		}
-		obj.Status = v1alpha1.OpenIDConnectStatus{} // status is the webhook's to write
 		objs = append(objs, &obj)
 	}
 	return objs, nil

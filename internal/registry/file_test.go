@@ -3,18 +3,25 @@ package registry
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/authn"
@@ -39,13 +46,17 @@ spec: {issuerURL: "https://hub.example", audiences: [downstream]}
 		{name: "json", data: `{"apiVersion":"authentication.clustertrust.io/v1alpha1","kind":"OpenIDConnect","metadata":{"name":"j"},"spec":{"issuerURL":"https://j.example","audiences":["d"]}}`, want: []string{"j"}},
 		{name: "empty file", data: "", want: nil},
 		{name: "not yaml", data: "{{{", wantErr: "document 1"},
-		{name: "unknown field", data: strings.Replace(fmt.Sprintf(valid, "hub"), "audiences", "audience", 1), wantErr: `unknown field "audience"`},
+		{name: "unknown field", data: strings.Replace(fmt.Sprintf(valid, "hub"), "audiences", "audience", 1), wantErr: `OpenIDConnect "hub": OpenIDConnect in version "v1alpha1" cannot be handled as a OpenIDConnect: strict decoding error: unknown field "spec.audience"`},
+		{name: "repeated key", data: strings.Replace(fmt.Sprintf(valid, "hub"), "audiences:", "issuerURL: https://other.example, audiences:", 1), wantErr: `line 4: key "issuerURL" already set in map`},
+		{name: "not an object", data: "- a\n- b\n", wantErr: "document 1: json: cannot unmarshal array"},
+		{name: "metadata not an object", data: strings.Replace(fmt.Sprintf(valid, "hub"), "metadata: {name: hub}", "metadata: hub", 1), wantErr: "document 1: metadata.name is required"},
 		{name: "other kind", data: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", wantErr: "want authentication.clustertrust.io/v1alpha1 OpenIDConnect"},
 		{name: "no name", data: strings.Replace(fmt.Sprintf(valid, "hub"), "metadata: {name: hub}", "metadata: {}", 1), wantErr: "metadata.name is required"},
 		{name: "namespaced", data: strings.Replace(fmt.Sprintf(valid, "hub"), "name: hub", "name: hub, namespace: x", 1), wantErr: "cluster-scoped"},
 		{name: "twice", data: fmt.Sprintf(valid, "hub") + "---\n" + fmt.Sprintf(valid, "hub"), wantErr: "declared twice"},
-		{name: "invalid spec", data: strings.Replace(fmt.Sprintf(valid, "hub"), "https://", "http://", 1), wantErr: `OpenIDConnect "hub": issuerURL must be an https URL`},
-		{name: "system prefix", data: strings.Replace(fmt.Sprintf(valid, "hub"), "audiences:", "usernamePrefix: 'system:', audiences:", 1), wantErr: "must not start with"},
+		{name: "invalid spec", data: strings.Replace(fmt.Sprintf(valid, "hub"), "https://", "http://", 1), wantErr: `OpenIDConnect.authentication.clustertrust.io "hub" is invalid: spec.issuerURL: Invalid value: "http://hub.example": issuerURL must be an https URL`},
+		{name: "system prefix", data: strings.Replace(fmt.Sprintf(valid, "hub"), "audiences:", "usernamePrefix: 'system:', audiences:", 1), wantErr: `"hub" is invalid: spec.usernamePrefix: Invalid value: "system:": usernamePrefix must not start with system:`},
+		{name: "one invalid document refuses all", data: fmt.Sprintf(valid, "a") + "---\n" + strings.Replace(fmt.Sprintf(valid, "b"), "[downstream]", "[\"\"]", 1), wantErr: `"b" is invalid: spec.audiences[0]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,5 +208,206 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for: %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// crdCase is one entry of testdata/crd/{invalid,valid}.yaml, which test/integration also reads.
+type crdCase struct {
+	Name   string         `json:"name"`
+	Want   string         `json:"want"`
+	Object map[string]any `json:"object"`
+}
+
+func loadCRDCases(t *testing.T, file string) []crdCase {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "crd", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []crdCase
+	if err := yaml.UnmarshalStrict(data, &cases); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatalf("no cases in %s", file)
+	}
+	return cases
+}
+
+// manifest is the case's object as a file holds it.
+func (c crdCase) manifest(t *testing.T) []byte {
+	t.Helper()
+	obj := maps.Clone(c.Object)
+	obj["apiVersion"], obj["kind"] = v1alpha1.GroupVersion.String(), "OpenIDConnect"
+	data, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestParseManifestsRefusesWhatTheCRDRefuses: every object the CRD refuses is refused with the API
+// server's message (test/integration compares the messages with a real API server's).
+func TestParseManifestsRefusesWhatTheCRDRefuses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range loadCRDCases(t, "invalid.yaml") {
+		t.Run(tc.Name, func(t *testing.T) {
+			t.Parallel()
+			objs, err := ParseManifests(tc.manifest(t))
+			if err == nil {
+				t.Fatalf("accepted %+v", objs[0].Spec)
+			}
+			if !strings.Contains(err.Error(), tc.Want) {
+				t.Fatalf("error = %v\nwant one containing %s", err, tc.Want)
+			}
+			name := tc.Object["metadata"].(map[string]any)["name"].(string)
+			var status apierrors.APIStatus
+			if !errors.As(err, &status) {
+				t.Fatalf("error %v is not the API server's", err)
+			}
+			if apierrors.IsInvalid(err) {
+				if prefix := fmt.Sprintf("OpenIDConnect.authentication.clustertrust.io %q is invalid: ", name); !strings.HasPrefix(err.Error(), prefix) {
+					t.Fatalf("error = %v, want it to start with %s", err, prefix)
+				}
+			} else if !apierrors.IsBadRequest(err) || !strings.HasPrefix(err.Error(), fmt.Sprintf("OpenIDConnect %q: OpenIDConnect in version \"v1alpha1\" cannot be handled as a OpenIDConnect: ", name)) {
+				t.Fatalf("error = %v (reason %s), want Invalid, or a BadRequest for what does not decode", err, apierrors.ReasonForError(err))
+			}
+		})
+	}
+}
+
+// TestParseManifestsAcceptsWhatTheCRDAccepts checks testdata/crd/valid.yaml and the shipped samples.
+func TestParseManifestsAcceptsWhatTheCRDAccepts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range loadCRDCases(t, "valid.yaml") {
+		t.Run(tc.Name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := ParseManifests(tc.manifest(t)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	samples, err := filepath.Glob(filepath.Join("..", "..", "config", "samples", "*.yaml"))
+	if err != nil || len(samples) == 0 {
+		t.Fatalf("no samples: %v", err)
+	}
+	for _, sample := range samples {
+		t.Run(filepath.Base(sample), func(t *testing.T) {
+			t.Parallel()
+			objs, err := parseManifestFile(sample)
+			if err != nil || len(objs) == 0 {
+				t.Fatalf("objects %d, error %v", len(objs), err)
+			}
+		})
+	}
+}
+
+// TestParseManifestsAppliesTheCRD checks what admission changes: the CRD's defaults, explicit values
+// kept, explicit nulls and status dropped.
+func TestParseManifestsAppliesTheCRD(t *testing.T) {
+	t.Parallel()
+	objs, err := ParseManifests([]byte(`apiVersion: authentication.clustertrust.io/v1alpha1
+kind: OpenIDConnect
+metadata: {name: defaults}
+spec: {issuerURL: "https://hub.example", audiences: [a], discoveryURL: null}
+status: {observedGeneration: 9, keyCount: 3}
+---
+apiVersion: authentication.clustertrust.io/v1alpha1
+kind: OpenIDConnect
+metadata: {name: explicit}
+spec: {issuerURL: "https://hub.example", audiences: [b], usernameClaim: email, serviceAccountGroups: false}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, explicit := objs[0], objs[1]
+	if defaults.Spec.UsernameClaim != "sub" || defaults.Spec.ServiceAccountGroups == nil || !*defaults.Spec.ServiceAccountGroups {
+		t.Fatalf("defaults not applied: usernameClaim %q, serviceAccountGroups %v", defaults.Spec.UsernameClaim, defaults.Spec.ServiceAccountGroups)
+	}
+	if !equality.Semantic.DeepEqual(defaults.Status, v1alpha1.OpenIDConnectStatus{}) || defaults.Spec.DiscoveryURL != "" {
+		t.Fatalf("status %+v or discoveryURL %q kept", defaults.Status, defaults.Spec.DiscoveryURL)
+	}
+	if explicit.Spec.UsernameClaim != "email" || explicit.Spec.ServiceAccountGroups == nil || *explicit.Spec.ServiceAccountGroups {
+		t.Fatalf("explicit values overridden: usernameClaim %q, serviceAccountGroups %v", explicit.Spec.UsernameClaim, explicit.Spec.ServiceAccountGroups)
+	}
+}
+
+// TestFileSourceRefusesWhatTheCRDRefuses: an edit that only the CRD's rules catch (the old hand-written
+// checks passed it) refuses the file with the API server's message, and the last good object stays.
+func TestFileSourceRefusesWhatTheCRDRefuses(t *testing.T) {
+	t.Parallel()
+	hub, err := testissuer.New(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Close)
+	dir := t.TempDir()
+	manifest := func(extra string) []byte {
+		return fmt.Appendf(nil, `apiVersion: authentication.clustertrust.io/v1alpha1
+kind: OpenIDConnect
+metadata: {name: crd-hub}
+spec:
+  issuerURL: %q
+  audiences: [downstream]
+  usernamePrefix: "hub:"
+  jwks: {keys: %s}
+%s`, hub.URL, base64.StdEncoding.EncodeToString(hub.JWKS()), extra)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hub.yaml"), manifest(""), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logged struct {
+		sync.Mutex
+		errs []string
+	}
+	log := funcr.New(func(_, args string) {
+		logged.Lock()
+		defer logged.Unlock()
+		logged.errs = append(logged.errs, args)
+	}, funcr.Options{})
+	router := authn.NewRouter()
+	r := &Reconciler{Router: router, Log: logr.Discard(), EntryOptions: authn.EntryOptions{Compiler: compiler}}
+	src := &FileSource{Dir: dir, Reconciler: r, Log: log, Debounce: 10 * time.Millisecond, Rescan: time.Hour}
+	r.Objects = src
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		router.Delete("crd-hub")
+	})
+	eventually(t, "crd-hub routed", func() bool { _, ok := router.Get("crd-hub"); return ok })
+
+	// Each of these passed the old hand-written checks.
+	for _, edit := range []struct{ extra, want string }{
+		{"  discoveryURL: http://10.0.0.1/.well-known/openid-configuration\n", `spec.discoveryURL: Invalid value: \"http://10.0.0.1/.well-known/openid-configuration\": discoveryURL must be an https URL without query, fragment or user info`},
+		{"  extraClaims: [Email]\n", `OpenIDConnect.authentication.clustertrust.io \"crd-hub\" is invalid: spec.extraClaims[0]: Invalid value: \"Email\"`},
+		{"  audience: downstream\n", `OpenIDConnect \"crd-hub\": OpenIDConnect in version \"v1alpha1\" cannot be handled as a OpenIDConnect: strict decoding error: unknown field \"spec.audience\"`},
+	} {
+		refusals := testutil.ToFloat64(src.metrics.reloads.WithLabelValues("invalid_files"))
+		if err := os.WriteFile(filepath.Join(dir, "hub.yaml"), manifest(edit.extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "refusal counted", func() bool {
+			return testutil.ToFloat64(src.metrics.invalid) == 1 && testutil.ToFloat64(src.metrics.reloads.WithLabelValues("invalid_files")) > refusals
+		})
+		logged.Lock()
+		last := ""
+		if len(logged.errs) > 0 {
+			last = logged.errs[len(logged.errs)-1]
+		}
+		logged.Unlock()
+		if !strings.Contains(last, edit.want) {
+			t.Fatalf("logged %s\nwant it to contain %s", last, edit.want)
+		}
+		if obj, err := src.Get(ctx, "crd-hub"); err != nil || obj.Spec.DiscoveryURL != "" || len(obj.Spec.ExtraClaims) != 0 {
+			t.Fatalf("after a refused edit: %v, %+v; want the last good object", err, obj)
+		}
+		if _, ok := router.Get("crd-hub"); !ok {
+			t.Fatal("the last good object is no longer routed")
+		}
 	}
 }
