@@ -126,11 +126,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// writes reports whether this replica writes status and events.
-func (r *Reconciler) writes() bool { return !r.LeaderOnlyWrites || r.leading.Load() }
-
-// Leading reports whether this replica writes status and events (always true without LeaderOnlyWrites).
-func (r *Reconciler) Leading() bool { return r.writes() }
+// WritesStatus reports whether this replica writes status and events: always without
+// LeaderOnlyWrites, otherwise once it is the elected leader.
+func (r *Reconciler) WritesStatus() bool { return !r.LeaderOnlyWrites || r.leading.Load() }
 
 // leaderTakeover is a runnable that the manager starts only on the elected leader.
 type leaderTakeover struct {
@@ -299,7 +297,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, obj *v1alpha1.OpenIDConnec
 	if equality.Semantic.DeepEqual(obj.Status, status) {
 		return nil
 	}
-	if !r.writes() {
+	if !r.WritesStatus() {
 		return nil // a follower keeps its router current; the leader reports
 	}
 	before := readyCondition(obj)
@@ -333,7 +331,7 @@ func (r *Reconciler) eventOn(ctx context.Context, name, kind, reason, message st
 }
 
 func (r *Reconciler) event(obj *v1alpha1.OpenIDConnect, kind, reason, message string) {
-	if r.Recorder != nil && r.writes() {
+	if r.Recorder != nil && r.WritesStatus() {
 		r.Recorder.Eventf(obj, nil, kind, reason, "Reconcile", "%s", message)
 	}
 }

@@ -12,12 +12,16 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +68,110 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "e2e setup: %v\n", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// The metrics check looks at what the tests that ran left in clustertrust's /metrics, so it runs
+	// after all of them whatever -run, -skip or -shuffle selected.
+	if !runAfterSuite(testing.InternalTest{Name: "TestMetricsAfterSuite", F: metricsAfterSuite}) {
+		fmt.Fprintln(os.Stderr, "FAIL: the after-suite check TestMetricsAfterSuite failed (its message is above)")
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// subsetRan tells the after-suite checks that -run or -skip narrowed the tests m.Run ran.
+var subsetRan bool
+
+// runAfterSuite runs checks that must see the effects of the whole suite, once, after m.Run. They are
+// not tests of the package (their functions are not named Test*), so -run, -skip and -shuffle cannot
+// leave them out or run them early; -list runs neither tests nor checks. testing.RunTests gives each a
+// real *testing.T, so they share the tests' helpers and report like tests; it applies -run, -skip,
+// -count and -failfast itself, so those are reset first. It returns false when a check failed.
+func runAfterSuite(checks ...testing.InternalTest) bool {
+	if flag.Lookup("test.list").Value.String() != "" {
+		return true
+	}
+	subsetRan = flag.Lookup("test.run").Value.String() != "" || flag.Lookup("test.skip").Value.String() != ""
+	for name, value := range map[string]string{"test.run": "", "test.skip": "", "test.count": "1", "test.failfast": "false"} {
+		if err := flag.Set(name, value); err != nil {
+			fmt.Fprintf(os.Stderr, "could not reset -%s for the after-suite checks: %v\n", name, err)
+			return false
+		}
+	}
+	return testing.RunTests(func(string, string) (bool, error) { return true, nil }, checks)
+}
+
+// documentedMetrics are the metrics the README documents, each of which must have a non-zero sample
+// after the suite. (clustertrust_unauthorized_callers_total needs --client-ca-file; the integration
+// suite checks it.) ownReviews marks those the check's own object and reviews produce whatever ran
+// before it; the others need particular tests (an unknown kid needs a key rotation).
+var documentedMetrics = []struct {
+	name       string
+	ownReviews bool
+}{
+	{"clustertrust_tokenreviews_total", true},
+	{"clustertrust_tokenreview_duration_seconds_count", true},
+	{"clustertrust_jwks_fetches_total", true},
+	{"clustertrust_jwks_last_success_timestamp_seconds", true},
+	{"clustertrust_jwks_keyset_info", true},
+	{"clustertrust_unknown_kid_refetches_total", false},
+	{"clustertrust_cache_requests_total", true},
+	{"clustertrust_cache_entries", true},
+	{"clustertrust_cache_bytes", true},
+	{"clustertrust_issuers", true},
+}
+
+// metricsAfterSuite is TestMetricsAfterSuite, run by TestMain after every selected test: it trusts
+// the upstream, reviews a token twice (the second is a cache hit) and scrapes clustertrust's /metrics.
+// After the whole suite every documented metric must have a non-zero sample; when -run or -skip
+// selected a subset, only those the check's own reviews produce, since the tests that produce the
+// others (a key rotation for the unknown-kid refetches) may not have run.
+func metricsAfterSuite(t *testing.T) {
+	url := os.Getenv("WEBHOOK_METRICS_URL")
+	if url == "" {
+		t.Fatal("WEBHOOK_METRICS_URL is not set: run `make test-e2e` (hack/e2e.sh)")
+	}
+	trust(t, "metrics", nil)
+	waitReady(t, "metrics")
+	token := upstream.serviceAccountToken(t, "tenant-a", "reconciler", downstreamAudience)
+	for range 2 { // the second is a cache hit
+		if st := reviewDirect(t, token); !st.Authenticated {
+			t.Fatalf("review: %+v", st)
+		}
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	nonZero := map[string]bool{}
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		name, _, _ = strings.Cut(name, "{")
+		if i := strings.LastIndex(line, " "); i > 0 {
+			rest = line[i+1:]
+		}
+		if v, err := strconv.ParseFloat(rest, 64); err == nil && v != 0 {
+			nonZero[name] = true
+		}
+	}
+	for _, m := range documentedMetrics {
+		if subsetRan && !m.ownReviews {
+			t.Logf("metric %s not checked: -run or -skip selected a subset of the tests", m.name)
+			continue
+		}
+		if !nonZero[m.name] {
+			t.Errorf("metric %s has no non-zero sample", m.name)
+		}
+	}
 }
 
 func setup() error {

@@ -9,7 +9,10 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -214,11 +218,42 @@ func run(m *testing.M) (int, error) {
 	defer issuer.Close()
 	audience = restConfig.Host // as Flux's generic provider sends it: the target address string
 	code := m.Run()
+	// The leak check looks at what every test that ran left behind, so it runs after all of them
+	// whatever -run, -skip or -shuffle selected; it does a few reviews of its own, so it proves
+	// something even when -run selected tests that send no token.
+	if !runAfterSuite(testing.InternalTest{Name: "TestNoTokenLeaks", F: noTokenLeaks}) {
+		fmt.Fprintln(os.Stderr, "FAIL: the after-suite check TestNoTokenLeaks failed (its message is above)")
+		if code == 0 {
+			code = 1
+		}
+	}
 	if code != 0 {
 		logs, _ := os.ReadFile(logFile.Name())
 		fmt.Fprintf(os.Stderr, "--- webhook log:\n%s\n", logs)
 	}
 	return code, nil
+}
+
+// subsetRan tells the after-suite checks that -run or -skip narrowed the tests m.Run ran.
+var subsetRan bool
+
+// runAfterSuite runs checks that must see the effects of the whole suite, once, after m.Run. They are
+// not tests of the package (their functions are not named Test*), so -run, -skip and -shuffle cannot
+// leave them out or run them early; -list runs neither tests nor checks. testing.RunTests gives each a
+// real *testing.T, so they share the tests' helpers and report like tests; it applies -run, -skip,
+// -count and -failfast itself, so those are reset first. It returns false when a check failed.
+func runAfterSuite(checks ...testing.InternalTest) bool {
+	if flag.Lookup("test.list").Value.String() != "" {
+		return true
+	}
+	subsetRan = flag.Lookup("test.run").Value.String() != "" || flag.Lookup("test.skip").Value.String() != ""
+	for name, value := range map[string]string{"test.run": "", "test.skip": "", "test.count": "1", "test.failfast": "false"} {
+		if err := flag.Set(name, value); err != nil {
+			fmt.Fprintf(os.Stderr, "could not reset -%s for the after-suite checks: %v\n", name, err)
+			return false
+		}
+	}
+	return testing.RunTests(func(string, string) (bool, error) { return true, nil }, checks)
 }
 
 func waitHTTP(url string, timeout time.Duration) error {
@@ -238,4 +273,95 @@ func waitHTTP(url string, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return last
+}
+
+// leakWindow is the length of a token slice that must never appear anywhere: long enough that it cannot
+// occur by chance, short enough to catch a truncated or partial token.
+const leakWindow = 20
+
+// noTokenLeaks is TestNoTokenLeaks, run by TestMain after every selected test: once the tests have
+// sent their valid and invalid tokens through the webhook, running at debug verbosity (--v 4), it looks
+// for any 20-character slice of any of those tokens in the webhook's logs, its metrics, the objects'
+// status and the events.
+func noTokenLeaks(t *testing.T) {
+	ctx := context.Background()
+	// A few more reviews of its own, valid and invalid, so the check stands on its own.
+	iss, err := testissuer.New("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	obj := newOIDC("leak-check", iss)
+	createOIDC(t, obj)
+	good, _ := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience})
+	expired, _ := iss.Mint(testissuer.Claims{"sub": "alice", "aud": audience, "exp": time.Now().Add(-time.Hour).Unix(), "iat": time.Now().Add(-2 * time.Hour).Unix(), "nbf": time.Now().Add(-2 * time.Hour).Unix()})
+	own := []string{good, expired, good[:len(good)-5] + "AAAAA", "not-a-jwt-but-secret-looking-0123456789"}
+	for _, tok := range own {
+		reviewDirect(t, tok)
+		_, _ = whoami(ctx, tok)
+	}
+
+	var haystack []string
+	logs, err := os.ReadFile(webhookLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) == 0 {
+		t.Fatal("the webhook log is empty: the check would prove nothing")
+	}
+	haystack = append(haystack, string(logs))
+	resp, err := http.Get(metricsURL) //nolint:noctx // loopback test server
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	haystack = append(haystack, string(metrics))
+	var list v1alpha1.OpenIDConnectList
+	if err := adminClient.List(ctx, &list); err != nil {
+		t.Fatal(err)
+	}
+	statuses, _ := json.Marshal(list)
+	haystack = append(haystack, string(statuses))
+	events, err := kube.EventsV1().Events("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventsJSON, _ := json.Marshal(events.Items)
+	haystack = append(haystack, string(eventsJSON))
+
+	grams := ngrams(haystack, leakWindow)
+	sentMu.Lock()
+	tokens := append([]string(nil), sent...)
+	sentMu.Unlock()
+	// The whole suite sends far more than 10 tokens: fewer means the tests stopped remembering theirs.
+	// -run or -skip may have selected tests that send none; then only this check's own (each sent twice)
+	// are certain.
+	minTokens := 10
+	if subsetRan {
+		minTokens = 2 * len(own)
+	}
+	if len(tokens) < minTokens {
+		t.Fatalf("only %d tokens were sent: the check would prove little", len(tokens))
+	}
+	for _, tok := range tokens {
+		for i := 0; i+leakWindow <= len(tok); i++ {
+			if _, ok := grams[tok[i:i+leakWindow]]; ok {
+				t.Fatalf("a %d-character slice of a token (at offset %d) appears in logs, metrics, status or events", leakWindow, i)
+			}
+		}
+	}
+	t.Logf("checked %d tokens against %d bytes of logs, %d of metrics, %d of status and %d of events",
+		len(tokens), len(logs), len(metrics), len(statuses), len(eventsJSON))
+}
+
+// ngrams returns every n-character substring of the texts.
+func ngrams(texts []string, n int) map[string]struct{} {
+	out := map[string]struct{}{}
+	for _, s := range texts {
+		for i := 0; i+n <= len(s); i++ {
+			out[s[i:i+n]] = struct{}{}
+		}
+	}
+	return out
 }

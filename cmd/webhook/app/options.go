@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/clustertrust/clustertrust/internal/authn"
 )
 
 // ServeOptions are the flags of `webhook serve`, grouped by concern.
@@ -69,17 +71,21 @@ func NewServeOptions() *ServeOptions {
 		BindAddress:            "0.0.0.0",
 		SecurePort:             9443,
 		ShutdownTimeout:        15 * time.Second,
-		MaxTokenBytes:          16 << 10,
+		MaxTokenBytes:          authn.MaxTokenBytes,
 		MaxConcurrentReviews:   256,
 		HealthProbeBindAddress: ":8081",
 		MetricsBindAddress:     ":8080",
-		KeyRefreshInterval:     5 * time.Minute,
-		MinRefetchInterval:     5 * time.Second,
+		KeyRefreshInterval:     authn.DefaultRefreshInterval,
+		MinRefetchInterval:     authn.DefaultMinRefetchInterval,
 		CacheTTL:               10 * time.Second,
-		CacheMaxEntries:        10000,
-		CacheMaxBytes:          64 << 20,
+		CacheMaxEntries:        authn.DefaultCacheMaxEntries,
+		CacheMaxBytes:          authn.DefaultCacheMaxBytes,
 	}
 }
+
+// minMaxTokenBytes is the least --max-token-bytes may be. The default and the upper bound are authn's
+// constants, so the flag cannot drift from what the handler and PeekIssuer enforce.
+const minMaxTokenBytes = 1024
 
 // The values of --source.
 const (
@@ -108,7 +114,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "When set, /authenticate requires a client certificate signed by this CA (PEM, re-read when the file changes); others get 401.")
 	fs.StringSliceVar(&o.ClientAllowedNames, "client-allowed-names", o.ClientAllowedNames, "With --client-ca-file: accepted client certificate common names or DNS names (empty: any).")
-	fs.IntVar(&o.MaxTokenBytes, "max-token-bytes", o.MaxTokenBytes, "Longest bearer token accepted (at most 65536).")
+	fs.IntVar(&o.MaxTokenBytes, "max-token-bytes", o.MaxTokenBytes, fmt.Sprintf("Longest bearer token accepted (at most %d).", authn.MaxTokenBytesLimit))
 	fs.IntVar(&o.MaxConcurrentReviews, "max-concurrent-reviews", o.MaxConcurrentReviews, "Reviews processed at once; beyond it the webhook answers 429 with Retry-After, which kube-apiserver retries.")
 
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address for /livez, /healthz (the same check) and /readyz (plain HTTP); \"0\" disables.")
@@ -166,8 +172,8 @@ func (o *ServeOptions) Validate() []error {
 	if o.MinRefetchInterval < 0 {
 		errs = append(errs, errors.New("--min-refetch-interval must not be negative"))
 	}
-	if o.MaxTokenBytes < 1024 || o.MaxTokenBytes > 64<<10 {
-		errs = append(errs, fmt.Errorf("--max-token-bytes %d is outside 1024..65536", o.MaxTokenBytes))
+	if o.MaxTokenBytes < minMaxTokenBytes || o.MaxTokenBytes > authn.MaxTokenBytesLimit {
+		errs = append(errs, fmt.Errorf("--max-token-bytes %d is outside %d..%d", o.MaxTokenBytes, minMaxTokenBytes, authn.MaxTokenBytesLimit))
 	}
 	if o.MaxConcurrentReviews < 1 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-reviews %d must be at least 1", o.MaxConcurrentReviews))
