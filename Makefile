@@ -10,6 +10,10 @@ CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 ASSETS := $(LOCALBIN)/k8s/$(KUBERNETES_VERSION)
 FUZZTIME ?= 30s
+# How long `make test` runs each fuzz target: long enough to replay the seed corpus and explore a little,
+# so a regression in a parser or in the fast path fails CI; `make fuzz` explores for longer.
+TEST_FUZZTIME ?= 5s
+FUZZ_TARGETS := FuzzPeekIssuer FuzzDecodeReview FuzzDecodeReviewFast FuzzParseJWKS FuzzAuthenticate FuzzFastPathMatchesGeneralPath
 
 export KUBERNETES_VERSION ETCD_VERSION
 
@@ -53,11 +57,12 @@ verify: generate manifests ## Regenerate code and manifests and fail if anything
 ##@ Test
 
 .PHONY: test
-test: vet lint test-unit test-integration test-e2e ## Run every test: lint, unit, integration (real kube-apiserver) and e2e (two clusters).
+test: vet lint test-unit test-fuzz test-integration test-e2e ## Run every test: lint, unit, fuzz (TEST_FUZZTIME each), integration (real kube-apiserver) and e2e (two clusters).
 
 .PHONY: test-unit
-test-unit: ## Unit tests (no API server needed).
-	go test -race -count=1 ./api/... ./cmd/... ./internal/...
+test-unit: ## Unit tests (no API server needed), then the count of kube-apiserver's own JWT test cases the conformance table covers.
+	go test -race -count=1 ./api/... ./cmd/... ./internal/... ./config/...
+	@go test -count=1 -run '^TestConformanceKubeAPIServerToken$$' -v ./internal/authn | grep -E 'TestToken: [0-9]+ cases'
 
 .PHONY: test-integration
 test-integration: control-plane ## Integration tests: the webhook behind a real kube-apiserver and etcd (envtest).
@@ -67,9 +72,16 @@ test-integration: control-plane ## Integration tests: the webhook behind a real 
 test-e2e: control-plane ## E2E tests across an upstream, a downstream and an untrusted third control plane.
 	KUBEBUILDER_ASSETS=$(ASSETS) hack/e2e.sh
 
+.PHONY: test-fuzz
+test-fuzz: ## Run each fuzz target for TEST_FUZZTIME (5s): part of `make test`.
+	@found="$$(grep -ho '^func Fuzz[A-Za-z0-9]*' internal/authn/*_test.go | cut -d' ' -f2 | sort | tr '\n' ' ')"; \
+	  listed="$$(echo $(FUZZ_TARGETS) | tr ' ' '\n' | sort | tr '\n' ' ')"; \
+	  [ "$$found" = "$$listed" ] || { echo "FUZZ_TARGETS ($$listed) must list every fuzz target ($$found)"; exit 1; }
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz target (iss peek, TokenReview decoders, JWKS parser, whole request path, fast vs general path) for FUZZTIME (30s).
-	@for target in FuzzPeekIssuer FuzzDecodeReview FuzzDecodeReviewFast FuzzParseJWKS FuzzAuthenticate FuzzFastPathMatchesGeneralPath; do \
+	@for target in $(FUZZ_TARGETS); do \
 	  echo "--- $$target"; \
 	  go test ./internal/authn -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done

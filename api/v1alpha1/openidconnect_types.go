@@ -27,7 +27,9 @@ const (
 	ReasonConflict        = "Conflict"
 	ReasonFetchSucceeded  = "FetchSucceeded"
 	ReasonFetchFailed     = "FetchFailed"
-	ReasonStaticKeys      = "StaticKeys"
+	// ReasonInsecureRedirect: discovery or the JWKS redirected to a URL that is not https.
+	ReasonInsecureRedirect = "InsecureRedirect"
+	ReasonStaticKeys       = "StaticKeys"
 )
 
 // OpenIDConnectSpec declares one trusted upstream issuer and how its tokens map to downstream users.

@@ -106,7 +106,7 @@ func BenchmarkRouterLookup(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(r.lookup(iss)) != 1 {
+				if rt := r.lookup(iss); rt == nil || len(rt.entries) != 1 {
 					b.Fatal("not routed")
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,13 +202,22 @@ func sizeOf(it *cached) int {
 }
 
 // cacheKey hashes the token with the requested audiences: the same token reviewed for other audiences
-// can have another answer (status.audiences differs).
+// can have another answer (status.audiences differs). Every field is length-prefixed, so no two
+// requests share a key: with a bare separator, token "T\x00aud" without audiences would collide with
+// token "T" for audience "aud".
 func cacheKey(token string, audiences []string) [32]byte {
 	h := sha256.New()
-	h.Write([]byte(token))
+	var n [8]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(token)
+	binary.BigEndian.PutUint64(n[:], uint64(len(audiences)))
+	h.Write(n[:])
 	for _, a := range audiences {
-		h.Write([]byte{0})
-		h.Write([]byte(a))
+		field(a)
 	}
 	var out [32]byte
 	h.Sum(out[:0])

@@ -22,7 +22,16 @@ const (
 	// fetchTimeout bounds one discovery or JWKS request so that a hanging issuer only ever delays its
 	// own key refresh, never a request for another issuer.
 	fetchTimeout = 10 * time.Second
+	// fetchDeadline bounds one whole key fetch, discovery and JWKS together.
+	fetchDeadline = 2 * fetchTimeout
+	// maxRedirects is how many redirects a discovery or JWKS request follows; issuers behind a CDN or a
+	// load balancer use one or two.
+	maxRedirects = 3
 )
+
+// ErrInsecureRedirect is returned when a discovery or JWKS request is redirected to a URL that is not
+// https: keys fetched over plain HTTP could be replaced by anyone on the path.
+var ErrInsecureRedirect = errors.New("refusing a redirect to a non-https URL")
 
 // NewHTTPClient returns the client used for one issuer's discovery and JWKS fetches: TLS 1.2 or newer,
 // trusting caBundle (PEM) instead of the system roots when it is set, with a per-request timeout.
@@ -38,7 +47,19 @@ func NewHTTPClient(caBundle []byte) (*http.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsConfig
 	transport.Proxy = nil // issuers are reached directly; a proxy would be one more party to trust
-	return &http.Client{Transport: transport, Timeout: fetchTimeout}, nil
+	return &http.Client{Transport: transport, Timeout: fetchTimeout, CheckRedirect: checkRedirect}, nil
+}
+
+// checkRedirect keeps discovery and JWKS fetches on https through redirects: the https check on the
+// configured URL would mean nothing if a 302 could move the fetch to plain HTTP.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "https" {
+		return fmt.Errorf("%w (%s)", ErrInsecureRedirect, req.URL.Redacted())
+	}
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	return nil
 }
 
 // discoveryDocument holds the fields of /.well-known/openid-configuration that we use.

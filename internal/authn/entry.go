@@ -207,8 +207,16 @@ func (e *Entry) authenticate(ctx context.Context, token string) (*authenticator.
 func (e *Entry) authenticateGeneral(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
 	ctx, payload := withPayloadRecorder(ctx)
 	resp, ok, err := e.jwt.AuthenticateToken(ctx, token)
-	if err != nil || !ok {
+	if err != nil {
 		return nil, time.Time{}, err
+	}
+	if !ok {
+		// The apiserver authenticator declines, without an error, a token whose iss it cannot read or is
+		// not its issuer.
+		if _, err := PeekIssuer(token); err != nil {
+			return nil, time.Time{}, err
+		}
+		return nil, time.Time{}, fmt.Errorf("%w: the token's iss is not %s", ErrUnknownIssuer, e.cfg.Issuer)
 	}
 	expiry, err := e.mapUser(resp, *payload, requestedAudiences(ctx))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -27,22 +28,85 @@ import (
 // errFallback says the general path must decide.
 var errFallback = errors.New("use the general path")
 
-// registeredClaims are the claims both go-oidc (iss, sub, aud, exp, iat, nbf, nonce, at_hash,
-// _claim_names, _claim_sources) and the mapping step (kubernetes.io) decode with a typed struct. One
-// typed decode with the same field types keeps their semantics, down to encoding/json matching field
-// names case-insensitively.
+// registeredClaims are the claims go-oidc's verifier decodes with a typed struct (iss, sub, aud, exp,
+// iat, nbf, nonce, at_hash, _claim_names, _claim_sources). One typed decode with the same field types
+// keeps their semantics, down to encoding/json matching field names case-insensitively and null
+// leaving a field as it was. kubernetes.io, which only the mapping step decodes, is kept raw and
+// decoded where the mapping step decodes it, so a malformed value is refused at the same step.
 type registeredClaims struct {
 	Issuer       string                     `json:"iss"`
 	Subject      string                     `json:"sub"`
 	Audience     audience                   `json:"aud"`
-	Expiry       *float64                   `json:"exp"`
-	IssuedAt     *float64                   `json:"iat"`
-	NotBefore    *float64                   `json:"nbf"`
+	Expiry       oidcTime                   `json:"exp"`
+	IssuedAt     oidcTime                   `json:"iat"`
+	NotBefore    *oidcTime                  `json:"nbf"`
 	Nonce        string                     `json:"nonce"`
 	AtHash       string                     `json:"at_hash"`
 	ClaimNames   map[string]string          `json:"_claim_names"`
 	ClaimSources map[string]json.RawMessage `json:"_claim_sources"`
-	K8s          *k8sTokenClaims            `json:"kubernetes.io"`
+	K8s          json.RawMessage            `json:"kubernetes.io"`
+}
+
+// oidcTime is a time claim decoded the two ways the general path decodes it. go-oidc v2's verifier
+// (its jsonTime: exp and iat by value, nbf by pointer) takes a JSON number or a numeric string, as
+// whole seconds through an int64, and refuses null for exp and iat. The mapping step (tokenClaims:
+// *float64) takes a JSON number only and null as absent. The first is checked where the verifier
+// checks; the second is what the mapping step gets, and its decode error is reported where it would be.
+type oidcTime struct {
+	verifier time.Time
+	mapped   *float64
+	mapErr   error
+}
+
+// UnmarshalJSON follows go-oidc v2's jsonTime.UnmarshalJSON step by step, then decodes b as the mapping
+// step's *float64 would.
+func (t *oidcTime) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	var unix int64
+	if i, err := n.Int64(); err == nil {
+		unix = i
+	} else {
+		f, err := n.Float64()
+		if err != nil {
+			return err
+		}
+		unix = int64(f)
+	}
+	t.verifier = time.Unix(unix, 0)
+	if len(b) > 0 && b[0] == '"' {
+		t.mapErr = errors.New("json: cannot unmarshal string into Go value of type float64")
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		t.mapErr = fmt.Errorf("json: cannot unmarshal number %s into Go value of type float64", b)
+		return nil
+	}
+	t.mapped = &f
+	return nil
+}
+
+// mappedClaims is what the mapping step's decode of the payload (tokenClaims) yields from the claims
+// the fast path decoded, or its error.
+func (c *registeredClaims) mappedClaims() (tokenClaims, error) {
+	tc := tokenClaims{Audience: c.Audience, Expiry: c.Expiry.mapped, IssuedAt: c.IssuedAt.mapped}
+	for _, t := range []*oidcTime{&c.Expiry, &c.IssuedAt, c.NotBefore} {
+		if t != nil && t.mapErr != nil {
+			return tokenClaims{}, fmt.Errorf("could not decode claims: %w", t.mapErr)
+		}
+	}
+	if c.NotBefore != nil {
+		tc.NotBefore = c.NotBefore.mapped
+	}
+	if len(c.K8s) > 0 {
+		if err := json.Unmarshal(c.K8s, &tc.K8s); err != nil {
+			return tokenClaims{}, fmt.Errorf("could not decode claims: %w", err)
+		}
+	}
+	return tc, nil
 }
 
 // nbfLeeway is the allowance for an nbf in the future of the go-oidc (v2) verifier that
@@ -59,7 +123,7 @@ func fastPathEligible(cfg Config) bool {
 	m := cfg.ClaimMappings
 	return len(cfg.UserValidationRules) == 0 &&
 		m.Username.Expression == "" && m.Groups.Expression == "" && m.UID.Claim == "" && m.UID.Expression == "" && len(m.Extra) == 0 &&
-		cfg.Issuer != "https://accounts.google.com" // go-oidc accepts "accounts.google.com" tokens for it
+		cfg.Issuer != googleIssuer // go-oidc accepts "accounts.google.com" tokens for it
 }
 
 // authenticateFast is the fast path. It returns errFallback when the general path must decide.
@@ -82,6 +146,9 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 	if c.ClaimNames != nil || c.ClaimSources != nil {
 		return nil, time.Time{}, errFallback
 	}
+	if c.Issuer == "" {
+		return nil, time.Time{}, ErrMalformedToken // as PeekIssuer says of it, where the general path declines
+	}
 	if c.Issuer != e.cfg.Issuer {
 		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: id token issued by a different provider, expected %q got %q", e.cfg.Issuer, c.Issuer)
 	}
@@ -89,15 +156,12 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: expected audience in %q got %q", e.cfg.Audiences, []string(c.Audience))
 	}
 	now := time.Now()
-	var exp time.Time // go-oidc: a missing exp is the zero time, which is always expired
-	if c.Expiry != nil {
-		exp = time.Unix(int64(*c.Expiry), 0)
-	}
-	if exp.Before(now) {
+	// go-oidc: a missing exp is the zero time, which is always expired.
+	if exp := c.Expiry.verifier; exp.Before(now) {
 		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: token is expired (Token Expiry: %v)", exp)
 	}
 	if c.NotBefore != nil {
-		if nbf := time.Unix(int64(*c.NotBefore), 0); now.Add(nbfLeeway).Before(nbf) {
+		if nbf := c.NotBefore.verifier; now.Add(nbfLeeway).Before(nbf) {
 			return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: current time %v before the nbf (not before) time: %v", now, nbf)
 		}
 	}
@@ -137,7 +201,10 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 	}
 
 	resp := &authenticator.Response{User: info}
-	tc := tokenClaims{Audience: c.Audience, Expiry: c.Expiry, NotBefore: c.NotBefore, IssuedAt: c.IssuedAt, K8s: c.K8s}
+	tc, err := c.mappedClaims()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	expiry, err := e.completeUser(resp, tc, raw, requestedAudiences(ctx))
 	if err != nil {
 		return nil, time.Time{}, err

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +121,16 @@ func (d *differential) compare(tb testing.TB, token string) (decided bool) {
 		if !reflect.DeepEqual(f, g) {
 			tb.Errorf("config %s: the paths disagree on payload %s\nfast:    %+v (err %v)\ngeneral: %+v (err %v)", name, payloadOf(token), f, ferr, g, gerr)
 		}
+		// Why matters as much as whether: the reason is what the metric, status.error and explain say.
+		if !f.OK && !g.OK {
+			fr, gr := reasonOf(ferr), reasonOf(gerr)
+			if fr != gr {
+				tb.Errorf("config %s: the paths refuse payload %s for different reasons\nfast:    %s (%v)\ngeneral: %s (%v)", name, payloadOf(token), fr, ferr, gr, gerr)
+			}
+			if gr == ReasonInternal {
+				tb.Errorf("config %s: payload %s: refusal %q fits no reason", name, payloadOf(token), gerr)
+			}
+		}
 		if ferr != nil && token != "" && strings.Contains(ferr.Error(), token) {
 			tb.Errorf("config %s: the error carries the token", name)
 		}
@@ -169,6 +181,9 @@ func differentialPayloads(iss string) []string {
 		std(`,"jti":""`),
 		std(`,"jti":5`),
 		std(`,"jti":null`),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":%q,"iat":null,"exp":%d}`, iss, testAudience, now+600),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":%q,"nbf":null,"exp":%d}`, iss, testAudience, now+600),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":%q,"exp":null}`, iss, testAudience),
 		std(`,"nonce":5`),
 		std(`,"at_hash":"x","nonce":"y"`),
 		std(`,"AUD":"other"`),
@@ -294,4 +309,60 @@ func FuzzFastPathMatchesGeneralPath(f *testing.F) {
 		}
 		d.compare(t, d.sign(t, "", payload))
 	})
+}
+
+// matrixClaims are the claims either path reads by name: go-oidc's registered claims, the mapping
+// step's, and the configured ones of the differential's configurations.
+var matrixClaims = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "nonce", "at_hash", "kubernetes.io",
+	"_claim_names", "_claim_sources", "email", "email_verified", "groups", "team", "env", "labels", "n"}
+
+// matrixValues are the classes of JSON value a claim can hold.
+var matrixValues = map[string]string{
+	"null": `null`, "string": `"x"`, "empty string": `""`, "numeric string": `"1700000000"`, "true": `true`,
+	"false": `false`, "number": `5`, "fraction": `1.5`, "huge": `1e300`, "beyond float64": `1e400`,
+	"max int64": `9223372036854775807`, "negative": `-5`, "object": `{"a":1}`, "empty object": `{}`,
+	"array": `["a"]`, "empty array": `[]`, "array of numbers": `[1]`,
+}
+
+// TestFastPathMatrix sets every claim either path reads to every class of JSON value (or removes it),
+// in an otherwise valid token, and requires both paths to give the same answer for the same reason.
+func TestFastPathMatrix(t *testing.T) {
+	t.Parallel()
+	d := newDifferential(t)
+	now := time.Now().Unix()
+	base := map[string]string{
+		"iss": fmt.Sprintf("%q", d.issuer), "sub": `"alice"`, "aud": fmt.Sprintf("%q", testAudience),
+		"iat": fmt.Sprint(now), "nbf": fmt.Sprint(now), "exp": fmt.Sprint(now + 600),
+		"email": `"a@example.com"`, "groups": `["g"]`, "team": `"blue"`, "env": `"prod"`,
+	}
+	payload := func(claim, value string) string {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(base)) {
+			if k != claim {
+				parts = append(parts, fmt.Sprintf("%q:%s", k, base[k]))
+			}
+		}
+		if value != "" {
+			parts = append(parts, fmt.Sprintf("%q:%s", claim, value))
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	// The base token authenticates under every configuration, so each variation tests one claim.
+	ctx := context.Background()
+	for name, e := range d.entries {
+		if _, _, err := e.authenticateFast(ctx, d.sign(t, "", payload("", ""))); err != nil {
+			t.Fatalf("config %s refuses the base token: %v", name, err)
+		}
+	}
+	combinations := 0
+	for _, claim := range matrixClaims {
+		d.compare(t, d.sign(t, "", payload(claim, ""))) // absent
+		combinations++
+		for _, value := range matrixValues {
+			d.compare(t, d.sign(t, "", payload(claim, value)))
+			combinations++
+		}
+	}
+	t.Logf("%d claims x %d values (and absent): %d tokens, each under %d configurations on both paths",
+		len(matrixClaims), len(matrixValues), combinations, len(d.entries))
 }

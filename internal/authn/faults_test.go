@@ -158,7 +158,7 @@ func TestFaultyIssuers(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.cert == nil {
-				ks.refresh(context.Background(), false)
+				ks.refresh(context.Background())
 				if err := ks.Status().LastError; err != nil || len(ks.Status().Keys) != 1 {
 					t.Fatalf("first load: %v, %v", err, ks.Status().Keys)
 				}
@@ -169,7 +169,7 @@ func TestFaultyIssuers(t *testing.T) {
 			f.broken.Store(true)
 
 			start := time.Now()
-			ks.refresh(context.Background(), false)
+			ks.refresh(context.Background())
 			if took := time.Since(start); took > 5*time.Second {
 				t.Fatalf("a broken issuer held the refresh for %s", took)
 			}

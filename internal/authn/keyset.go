@@ -31,6 +31,13 @@ const (
 	// DefaultMinRefetchInterval rate-limits refetches triggered by tokens with an unknown kid. Anyone can
 	// send such tokens, so without a limit a flood of them would become a flood against the issuer.
 	DefaultMinRefetchInterval = 5 * time.Second
+	// unknownKidWait bounds how long the review that starts an unknown-kid refetch waits for it. A real
+	// key rotation is served within it when the issuer answers promptly; a slow or hanging issuer costs a
+	// forged token at most this long, never the fetch's own deadline.
+	unknownKidWait = time.Second
+	// maxRefetchWaiters bounds the reviews of one issuer that wait for an unknown-kid refetch at once:
+	// enough for the burst of a real key rotation, too few for forged tokens to hold capacity.
+	maxRefetchWaiters = 8
 	// wellKnownPath is appended to the issuer URL when no discovery URL is configured.
 	wellKnownPath = "/.well-known/openid-configuration"
 )
@@ -41,6 +48,20 @@ var AllSigningAlgs = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES51
 
 // ErrNoKeys is returned when a JWKS holds no usable signing key.
 var ErrNoKeys = errors.New("JWKS holds no usable signing key")
+
+// ErrBadSignature is returned when the key a token names does not verify its signature.
+var ErrBadSignature = errors.New("token signature is invalid")
+
+// UnknownKeyError is returned when no key of the issuer matches the token's kid.
+type UnknownKeyError struct{ KID string }
+
+func (e *UnknownKeyError) Error() string {
+	kid := e.KID
+	if len(kid) > 64 {
+		kid = kid[:64] + "..." // the header is the caller's to fill: keep what we repeat short
+	}
+	return fmt.Sprintf("no key matches kid %q", kid)
+}
 
 // KeySetOptions configures a KeySet.
 type KeySetOptions struct {
@@ -103,7 +124,8 @@ type KeySet struct {
 
 	mu          sync.Mutex
 	ctx         context.Context // lifecycle; fetches run on it, not on a request's context
-	inflight    chan struct{}
+	inflight    chan struct{}   // closed when the running fetch finishes; nil when none runs
+	waiters     int             // reviews waiting for the running fetch
 	lastAttempt time.Time
 	status      KeySetStatus
 }
@@ -155,7 +177,7 @@ func (k *KeySet) Start(ctx context.Context) {
 		return
 	}
 	go func() {
-		k.refresh(ctx, false)
+		k.refresh(ctx)
 		ticker := k.clock.NewTicker(k.opts.RefreshInterval)
 		defer ticker.Stop()
 		for {
@@ -163,7 +185,7 @@ func (k *KeySet) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-ticker.C():
-				k.refresh(ctx, false)
+				k.refresh(ctx)
 			}
 		}
 	}()
@@ -205,10 +227,9 @@ func (k *KeySet) verifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]b
 	}
 	// Only an unknown key justifies a refetch: a token whose kid we hold but whose signature is wrong is a
 	// forgery, and fetching again would not change the answer.
-	if known || k.static {
+	if known || k.static || !k.refetch(ctx) {
 		return nil, err
 	}
-	k.refresh(ctx, true)
 	payload, _, err = k.verify(jws, kid)
 	return payload, err
 }
@@ -230,63 +251,109 @@ func (k *KeySet) verify(jws *jose.JSONWebSignature, kid string) (payload []byte,
 		}
 	}
 	if known {
-		return nil, true, errors.New("token signature is invalid")
+		return nil, true, ErrBadSignature
 	}
-	return nil, false, fmt.Errorf("no key matches kid %q", kid)
+	return nil, false, &UnknownKeyError{KID: kid}
 }
 
-// refresh fetches the keys. Concurrent callers share one fetch (single-flight); on-demand callers are
-// skipped when the last attempt is younger than MinRefetchInterval. The fetch runs on the lifecycle
-// context so that one caller giving up does not abort it for the others.
-func (k *KeySet) refresh(waitCtx context.Context, onDemand bool) {
+// refetch is the refetch a token with an unknown kid asks for. Anyone who can reach the downstream API
+// server can send such tokens, so a review never waits on the network for long: the fetch runs
+// detached, on its own deadline, and reviews wait for it only within unknownKidWait of its start and
+// only maxRefetchWaiters at a time. Past that window (a slow or hanging issuer), beyond that many
+// waiters (a flood), or when the last attempt is younger than MinRefetchInterval (it just failed, or
+// the keys are fresh), a review answers at once from the keys it has. A review that was only refused
+// here is not lost for good: kube-apiserver retries the request, and the next one sees the new keys.
+// It reports whether a fetch finished while the review waited, so the keys are worth another look.
+func (k *KeySet) refetch(ctx context.Context) bool {
 	k.mu.Lock()
-	if ch := k.inflight; ch != nil {
-		k.mu.Unlock()
-		select {
-		case <-ch:
-		case <-waitCtx.Done():
+	var done <-chan struct{} = k.inflight
+	if done == nil {
+		if !k.lastAttempt.IsZero() && k.clock.Since(k.lastAttempt) < k.opts.MinRefetchInterval {
+			k.status.Suppressed++
+			k.mu.Unlock()
+			k.opts.Metrics.refetch(k.issuerHash, true)
+			return false
 		}
-		return
+		done = k.startFetchLocked()
+		defer k.opts.Metrics.refetch(k.issuerHash, false)
 	}
-	if onDemand && !k.lastAttempt.IsZero() && k.clock.Since(k.lastAttempt) < k.opts.MinRefetchInterval {
-		k.status.Suppressed++
+	wait := k.lastAttempt.Add(unknownKidWait).Sub(k.clock.Now())
+	if wait <= 0 || k.waiters >= maxRefetchWaiters {
 		k.mu.Unlock()
-		k.opts.Metrics.refetch(k.issuerHash, true)
-		return
+		return false
 	}
-	if onDemand {
-		k.opts.Metrics.refetch(k.issuerHash, false)
+	k.waiters++
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		k.waiters--
+		k.mu.Unlock()
+	}()
+
+	timer := k.clock.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C():
+	case <-ctx.Done():
 	}
-	ch := make(chan struct{})
-	k.inflight = ch
+	return false
+}
+
+// refresh fetches the keys and waits for the fetch, sharing one that is already running. The background
+// refresh loop calls it.
+func (k *KeySet) refresh(ctx context.Context) {
+	k.mu.Lock()
+	var done <-chan struct{} = k.inflight
+	if done == nil {
+		done = k.startFetchLocked()
+	}
+	k.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// startFetchLocked starts a fetch in the background and returns a channel closed when it finishes;
+// lastAttempt records its start. The
+// fetch runs on the lifecycle context with its own deadline, never on a review's context: one caller
+// giving up must not abort it for the others. Callers hold mu and ensure no fetch is running.
+func (k *KeySet) startFetchLocked() <-chan struct{} {
+	done := make(chan struct{})
+	k.inflight = done
 	k.lastAttempt = k.clock.Now()
 	ctx := k.ctx
-	k.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, fetchDeadline)
+		keys, uri, jwksHash, err := k.fetch(ctx)
+		cancel()
+		k.opts.Metrics.fetch(k.issuerHash, err, k.clock.Now(), jwksHash)
 
-	keys, uri, jwksHash, err := k.fetch(ctx)
-	k.opts.Metrics.fetch(k.issuerHash, err, k.clock.Now(), jwksHash)
+		k.mu.Lock()
+		k.status.Attempted = true
+		k.status.LastError = err
+		if err == nil {
+			k.keys.Store(&keys)
+			k.status.JWKSURI = uri
+			k.status.Keys = keyInfos(keys)
+			k.status.LastSuccess = k.clock.Now()
+		}
+		k.inflight = nil
+		close(done)
+		k.mu.Unlock()
 
-	k.mu.Lock()
-	k.status.Attempted = true
-	k.status.LastError = err
-	if err == nil {
-		k.keys.Store(&keys)
-		k.status.JWKSURI = uri
-		k.status.Keys = keyInfos(keys)
-		k.status.LastSuccess = k.clock.Now()
-	}
-	k.inflight = nil
-	close(ch)
-	k.mu.Unlock()
-
-	if err != nil {
-		k.opts.Log.V(1).Info("Key refresh failed; keeping the last good keys", "issuer", k.opts.Issuer, "error", err.Error())
-	} else {
-		k.opts.Log.V(1).Info("Keys refreshed", "issuer", k.opts.Issuer, "keys", len(keys))
-	}
-	if k.opts.OnRefresh != nil {
-		k.opts.OnRefresh()
-	}
+		if err != nil {
+			k.opts.Log.V(1).Info("Key refresh failed; keeping the last good keys", "issuer", k.opts.Issuer, "error", err.Error())
+		} else {
+			k.opts.Log.V(1).Info("Keys refreshed", "issuer", k.opts.Issuer, "keys", len(keys))
+		}
+		if k.opts.OnRefresh != nil {
+			k.opts.OnRefresh()
+		}
+	}()
+	return done
 }
 
 // fetch runs discovery and fetches the JWKS; it also returns a short hash of the JWKS for metrics.

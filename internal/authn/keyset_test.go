@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,6 +108,9 @@ func TestKeySetUnknownKIDFloodIsRateLimited(t *testing.T) {
 	}
 }
 
+// TestKeySetSingleFlight: a burst of reviews of a token signed with a key the issuer has just rotated
+// in causes one fetch; at most maxRefetchWaiters of them wait for it, the others answer at once, and
+// afterwards every review verifies without another fetch.
 func TestKeySetSingleFlight(t *testing.T) {
 	t.Parallel()
 	iss := newIssuer(t, jose.RS256)
@@ -119,18 +123,28 @@ func TestKeySetSingleFlight(t *testing.T) {
 	time.Sleep(5 * time.Millisecond) // let the rate limit window pass
 	before := iss.JWKSFetches.Load()
 	var wg sync.WaitGroup
+	var verified atomic.Int64
 	for range 50 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := ks.VerifySignature(context.Background(), token); err != nil {
-				t.Errorf("VerifySignature() error = %v", err)
+			if _, err := ks.VerifySignature(context.Background(), token); err == nil {
+				verified.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	if got := iss.JWKSFetches.Load() - before; got != 1 {
 		t.Fatalf("50 concurrent unknown-kid reviews caused %d fetches, want 1", got)
+	}
+	if n := verified.Load(); n < 1 || n > maxRefetchWaiters {
+		t.Fatalf("%d reviews verified during the fetch, want between 1 and %d (the waiters)", n, maxRefetchWaiters)
+	}
+	if _, err := ks.VerifySignature(context.Background(), token); err != nil {
+		t.Fatalf("after the fetch: %v", err)
+	}
+	if got := iss.JWKSFetches.Load() - before; got != 1 {
+		t.Fatalf("a review after the fetch fetched again (%d fetches)", got)
 	}
 }
 
@@ -140,7 +154,7 @@ func TestKeySetFailedRefreshKeepsLastGoodKeys(t *testing.T) {
 	ks := remoteKeySet(t, iss, time.Millisecond)
 	token := mint(t, iss, nil)
 	iss.SetFailing(true)
-	ks.refresh(context.Background(), false)
+	ks.refresh(context.Background())
 	st := ks.Status()
 	if st.LastError == nil || len(st.Keys) != 1 {
 		t.Fatalf("after a failed refresh: status = %+v, want an error and the old key", st)
@@ -149,7 +163,7 @@ func TestKeySetFailedRefreshKeepsLastGoodKeys(t *testing.T) {
 		t.Fatalf("token no longer verifies after a failed refresh: %v", err)
 	}
 	iss.SetFailing(false)
-	ks.refresh(context.Background(), false)
+	ks.refresh(context.Background())
 	if st := ks.Status(); st.LastError != nil {
 		t.Fatalf("recovered refresh: %v", st.LastError)
 	}
@@ -190,7 +204,7 @@ func TestKeySetRefusesUntrustedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks.refresh(context.Background(), false)
+	ks.refresh(context.Background())
 	if err := ks.Status().LastError; err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("LastError = %v, want a certificate error", err)
 	}
@@ -211,7 +225,7 @@ func TestKeySetBodyCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks.refresh(context.Background(), false)
+	ks.refresh(context.Background())
 	if err := ks.Status().LastError; err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("LastError = %v, want a size error", err)
 	}

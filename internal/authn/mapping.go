@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -31,6 +32,22 @@ const (
 
 // ErrSystemUsername is returned when a token would map to a reserved system: username.
 var ErrSystemUsername = errors.New("token maps to a reserved system: username")
+
+// ErrEmptyUsername is returned when the username claim is empty (or null): every such token would share
+// one identity, "" or the bare prefix. Kubernetes refuses an empty username from its CEL mappings;
+// clustertrust refuses it from every mapping.
+var ErrEmptyUsername = errors.New("token maps to an empty username")
+
+// ErrTimeClaim is wrapped when exp, nbf or iat holds a value no real token carries.
+var ErrTimeClaim = errors.New("token time claim is out of range")
+
+// ErrLifetime is wrapped when a token lives longer than the issuer's maxTokenExpirationSeconds.
+var ErrLifetime = errors.New("token lifetime exceeds the maximum")
+
+// maxNumericDate is the last second of the year 9999. A time claim is a JSON number of seconds since
+// 1970, and JSON numbers reach 1.8e308; bounding them to [0, maxNumericDate] keeps every computation on
+// them (differences, conversions to time.Duration and time.Time) far from overflow.
+const maxNumericDate = 253402300799
 
 // tokenClaims are the verified claims the mapping step reads beyond what the apiserver mapped.
 type tokenClaims struct {
@@ -93,6 +110,9 @@ func (e *Entry) mapUser(resp *authenticator.Response, payload []byte, requested 
 
 // completeUser is mapUser after decoding: raw holds every claim (needed only for ExtraClaims).
 func (e *Entry) completeUser(resp *authenticator.Response, c tokenClaims, raw map[string]json.RawMessage, requested []string) (time.Time, error) {
+	if err := checkTimeClaims(c); err != nil {
+		return time.Time{}, err
+	}
 	if err := e.checkLifetime(c); err != nil {
 		return time.Time{}, err
 	}
@@ -104,6 +124,9 @@ func (e *Entry) completeUser(resp *authenticator.Response, c tokenClaims, raw ma
 	// outright, and system: groups (system:masters above all) are dropped below.
 	if strings.HasPrefix(info.Name, systemPrefix) {
 		return time.Time{}, ErrSystemUsername
+	}
+	if info.Name == "" || (e.cfg.ClaimMappings.Username.Expression == "" && info.Name == e.cfg.UsernamePrefix) {
+		return time.Time{}, ErrEmptyUsername
 	}
 	if info.Extra == nil {
 		info.Extra = map[string][]string{}
@@ -122,7 +145,8 @@ func (e *Entry) completeUser(resp *authenticator.Response, c tokenClaims, raw ma
 	resp.Audiences = intersect(requested, c.Audience)
 	var expiry time.Time
 	if c.Expiry != nil {
-		expiry = time.Unix(0, int64(*c.Expiry*float64(time.Second)))
+		sec, frac := math.Modf(*c.Expiry) // in range: checkTimeClaims bounded it
+		expiry = time.Unix(int64(sec), int64(frac*float64(time.Second)))
 	}
 	return expiry, nil
 }
@@ -172,7 +196,23 @@ func (e *Entry) copyExtraClaims(info *user.DefaultInfo, all map[string]json.RawM
 	}
 }
 
-// checkLifetime enforces MaxTokenLifetime on exp - (nbf, or iat when nbf is absent).
+// checkTimeClaims refuses a time claim outside [0, maxNumericDate]. The verifier has already compared
+// exp and nbf with the clock; this bounds what it, the lifetime check and the cache do arithmetic on.
+func checkTimeClaims(c tokenClaims) error {
+	for _, t := range [...]struct {
+		name  string
+		value *float64
+	}{{"exp", c.Expiry}, {"nbf", c.NotBefore}, {"iat", c.IssuedAt}} {
+		if t.value != nil && (*t.value < 0 || *t.value > maxNumericDate) {
+			return fmt.Errorf("%w: %s must be between 0 and %d seconds since 1970", ErrTimeClaim, t.name, maxNumericDate)
+		}
+	}
+	return nil
+}
+
+// checkLifetime enforces MaxTokenLifetime on exp - (nbf, or iat when nbf is absent). The arithmetic is
+// in float64 seconds of values checkTimeClaims bounded, so it is exact to well under a second and
+// cannot wrap, as a time.Duration of 300 years would.
 func (e *Entry) checkLifetime(c tokenClaims) error {
 	if e.cfg.MaxTokenLifetime <= 0 {
 		return nil
@@ -182,11 +222,10 @@ func (e *Entry) checkLifetime(c tokenClaims) error {
 		start = c.IssuedAt
 	}
 	if c.Expiry == nil || start == nil {
-		return errors.New("token lifetime cannot be bounded: exp and nbf or iat are required")
+		return fmt.Errorf("%w: exp and nbf or iat are required to bound it", ErrLifetime)
 	}
-	lifetime := time.Duration((*c.Expiry - *start) * float64(time.Second))
-	if lifetime > e.cfg.MaxTokenLifetime {
-		return fmt.Errorf("token lifetime %s exceeds the maximum of %s", lifetime, e.cfg.MaxTokenLifetime)
+	if lifetime := *c.Expiry - *start; lifetime > e.cfg.MaxTokenLifetime.Seconds() {
+		return fmt.Errorf("%w: the token lives %.0fs, the maximum is %s", ErrLifetime, lifetime, e.cfg.MaxTokenLifetime)
 	}
 	return nil
 }

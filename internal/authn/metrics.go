@@ -16,6 +16,8 @@ const (
 	ResultInvalid       = "invalid"
 	ResultUnknownIssuer = "unknown_issuer"
 	ResultError         = "error"
+	// ResultOverloaded is a review answered 429: all slots, or its issuer's share of them, were taken.
+	ResultOverloaded = "overloaded"
 )
 
 // Metrics are the request path's Prometheus metrics. Issuers are labelled by IssuerHash, never by URL:
@@ -87,11 +89,11 @@ func noteIssuer(ctx context.Context, e *Entry) {
 	}
 }
 
-// classify maps an authentication outcome to a result label.
-func classify(ok bool, err error) string {
+// classify maps the error of a refused review to a result label.
+func classify(err error) string {
 	switch {
-	case ok:
-		return ResultAuthenticated
+	case errors.Is(err, ErrOverloaded):
+		return ResultOverloaded
 	case errors.Is(err, ErrUnknownIssuer):
 		return ResultUnknownIssuer
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrNoKeys):

@@ -15,6 +15,10 @@ import (
 // ErrUnknownIssuer is returned for a token whose iss no entry serves.
 var ErrUnknownIssuer = errors.New("token issuer is not trusted")
 
+// ErrOverloaded is returned when the token's issuer already has its fair share of reviews in flight.
+// The handler answers it with 429 and Retry-After, which kube-apiserver retries.
+var ErrOverloaded = errors.New("too many concurrent reviews for this issuer")
+
 // Router maps an issuer to the entries that verify its tokens. Writers (the control loop) rebuild the
 // list of the one or two issuers a change touches and swap it in; readers (every review) load it
 // without a lock. A change costs O(entries of that issuer), not O(all entries), so loading 10,000
@@ -24,10 +28,29 @@ type Router struct {
 	byKey     map[string]*Entry            // guarded by mu
 	byIssuer  map[string]map[string]*Entry // issuer -> key -> entry; guarded by mu
 	conflicts map[string]string            // loser key -> winner key; guarded by mu
-	// index maps an issuer to its routed entries ([]*Entry, never modified once stored).
+	// index maps an issuer to its *route, never modified once stored.
 	index      sync.Map
 	generation atomic.Uint64
+	// maxPerIssuer bounds the reviews one issuer may have in flight (0: no bound).
+	maxPerIssuer atomic.Int64
 }
+
+// route is what the index holds for one issuer: its entries in the order they are tried, and the count
+// of its reviews in flight, which outlives rebuilds of the issuer's route.
+type route struct {
+	entries  []*Entry
+	inflight *atomic.Int64
+}
+
+// SetMaxInFlightPerIssuer bounds how many reviews of one issuer may run at once; 0 removes the bound.
+// Tokens name their issuer, so whoever can send tokens can choose which issuer's trouble to hit: with
+// the bound, one issuer (slow keys, a flood of forged tokens) can never hold the capacity the others
+// need.
+func (r *Router) SetMaxInFlightPerIssuer(n int) { r.maxPerIssuer.Store(int64(n)) }
+
+// FairShare is the share of maxInFlight concurrent reviews that one issuer may hold: half, so that
+// whatever one issuer's tokens do, the others keep at least as much capacity as it has.
+func FairShare(maxInFlight int) int { return max(1, maxInFlight/2) }
 
 // NewRouter returns an empty router.
 func NewRouter() *Router {
@@ -88,13 +111,13 @@ func (r *Router) unlink(key string, e *Entry) {
 	}
 }
 
-// lookup returns the routed entries of issuer, in the order they are tried.
-func (r *Router) lookup(issuer string) []*Entry {
+// lookup returns the route of issuer, or nil.
+func (r *Router) lookup(issuer string) *route {
 	v, ok := r.index.Load(issuer)
 	if !ok {
 		return nil
 	}
-	return v.([]*Entry)
+	return v.(*route)
 }
 
 // Get returns the entry stored under key.
@@ -169,7 +192,11 @@ next:
 		candidate.entry.routed.Store(true)
 		entries = append(entries, candidate.entry)
 	}
-	r.index.Store(issuer, entries)
+	inflight := new(atomic.Int64)
+	if old := r.lookup(issuer); old != nil {
+		inflight = old.inflight
+	}
+	r.index.Store(issuer, &route{entries: entries, inflight: inflight})
 }
 
 // conflicting reports whether two entries of one issuer would both accept some token (their audiences
@@ -196,13 +223,20 @@ func (r *Router) authenticate(ctx context.Context, token string) (*authenticator
 	if err != nil {
 		return nil, nil, time.Time{}, err
 	}
-	entries := r.lookup(iss)
-	if len(entries) == 0 {
+	rt := r.lookup(iss)
+	if rt == nil || len(rt.entries) == 0 {
 		return nil, nil, time.Time{}, ErrUnknownIssuer
 	}
-	noteIssuer(ctx, entries[0])
+	noteIssuer(ctx, rt.entries[0])
+	if limit := r.maxPerIssuer.Load(); limit > 0 {
+		if rt.inflight.Add(1) > limit {
+			rt.inflight.Add(-1)
+			return nil, nil, time.Time{}, ErrOverloaded
+		}
+		defer rt.inflight.Add(-1)
+	}
 	var firstErr error
-	for _, e := range entries {
+	for _, e := range rt.entries {
 		resp, expiry, err := e.authenticate(ctx, token)
 		if resp != nil && err == nil {
 			noteIssuer(ctx, e)

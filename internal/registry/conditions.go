@@ -45,6 +45,8 @@ func entryStatus(obj *v1alpha1.OpenIDConnect, cfg authn.Config, ks authn.KeySetS
 		setCondition(&status, obj, v1alpha1.ConditionKeysSynced, metav1.ConditionTrue, v1alpha1.ReasonStaticKeys, "static keys from spec.jwks")
 	case !ks.Attempted:
 		setCondition(&status, obj, v1alpha1.ConditionKeysSynced, metav1.ConditionUnknown, "Pending", "waiting for the first key fetch")
+	case errors.Is(ks.LastError, authn.ErrInsecureRedirect):
+		setCondition(&status, obj, v1alpha1.ConditionKeysSynced, metav1.ConditionFalse, v1alpha1.ReasonInsecureRedirect, ks.LastError.Error())
 	case ks.LastError != nil:
 		setCondition(&status, obj, v1alpha1.ConditionKeysSynced, metav1.ConditionFalse, v1alpha1.ReasonFetchFailed, ks.LastError.Error())
 	default:

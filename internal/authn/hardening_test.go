@@ -1,0 +1,355 @@
+package authn
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+
+	"github.com/clustertrust/clustertrust/internal/testissuer"
+)
+
+// TestForgedUnknownKidFloodDoesNotStarve floods the handler with forged tokens that name an unknown
+// kid of a trusted issuer whose discovery hangs, and requires every valid review — of that issuer with
+// its known key, and of another issuer — to be answered and authenticated meanwhile. Forged tokens must
+// not hold the review slots while the refetch they ask for hangs.
+func TestForgedUnknownKidFloodDoesNotStarve(t *testing.T) {
+	t.Parallel()
+	slow, other := newIssuer(t, jose.RS256), newIssuer(t, jose.ES256)
+	r := NewRouter()
+	slowCfg := baseConfig(slow)
+	slowCfg.MinRefetchInterval = 50 * time.Millisecond
+	r.Store("slow", startEntry(t, slowCfg))
+	otherCfg := baseConfig(other)
+	otherCfg.Name = "other"
+	r.Store("other", startEntry(t, otherCfg))
+	slow.SetDelay(time.Minute) // from now on discovery and JWKS hang
+
+	const slots = 32
+	srv := httptest.NewServer(&Handler{Authenticator: r, Log: logr.Discard(), MaxInFlight: slots})
+	t.Cleanup(srv.Close)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: 30 * time.Second}
+
+	attacker, err := testissuer.NewKey(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := testissuer.MintFor(attacker, slow.URL, testissuer.Claims{"sub": "mallory", "aud": testAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	var floodSent atomic.Int64
+	for range 4 * slots {
+		flood.Add(1)
+		go func() {
+			defer flood.Done()
+			for range 1000 { // bounded; stop ends it first
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = reviewOver(client, srv.URL, forged)
+				floodSent.Add(1)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // let the flood fill whatever it can
+
+	for i := range 40 {
+		iss := slow
+		if i%2 == 1 {
+			iss = other
+		}
+		code, status := reviewOver(client, srv.URL, mint(t, iss, testissuer.Claims{"sub": fmt.Sprintf("valid-%d", i), "aud": testAudience}))
+		if code != http.StatusOK || !status.Authenticated {
+			t.Errorf("valid review %d of %s during the flood: HTTP %d, %+v", i, iss.URL, code, status)
+		}
+	}
+	close(stop)
+	flood.Wait()
+	if floodSent.Load() < 4*slots {
+		t.Fatalf("the flood sent only %d requests", floodSent.Load())
+	}
+}
+
+// reviewOver posts token as a v1 TokenReview and returns the HTTP status and the review status.
+func reviewOver(client *http.Client, url, token string) (int, authenticationv1.TokenReviewStatus) {
+	body, _ := json.Marshal(map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": map[string]any{"token": token}})
+	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, authenticationv1.TokenReviewStatus{Error: err.Error()}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out authenticationv1.TokenReview
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.Status
+}
+
+// TestUnknownKidRefetchWaitIsBounded: the review that starts a refetch of a hanging issuer waits at
+// most unknownKidWait, and a review that arrives while that fetch runs, beyond the waiter bound, does
+// not wait at all.
+func TestUnknownKidRefetchWaitIsBounded(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	ks := remoteKeySet(t, iss, time.Millisecond)
+	iss.SetDelay(time.Minute)
+	attacker, err := testissuer.NewKey(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := testissuer.MintFor(attacker, iss.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // past MinRefetchInterval
+	start := time.Now()
+	var uke *UnknownKeyError
+	if _, err := ks.VerifySignature(context.Background(), forged); !errors.As(err, &uke) {
+		t.Fatalf("forged token: %v, want an unknown key", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the review that started the refetch waited %s on a hanging issuer", took)
+	}
+	// The fetch still hangs and its wait window has passed: nobody waits any more.
+	start = time.Now()
+	if _, err := ks.VerifySignature(context.Background(), forged); !errors.As(err, &uke) {
+		t.Fatalf("forged token: %v", err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("a review waited %s for a fetch that was already running past its window", took)
+	}
+}
+
+// TestFairSharePerIssuer: an issuer with its share of reviews in flight gets ErrOverloaded, answered
+// 429 with Retry-After and counted under its issuer hash, while another issuer is served.
+func TestFairSharePerIssuer(t *testing.T) {
+	t.Parallel()
+	busy, calm := newIssuer(t, jose.RS256), newIssuer(t, jose.RS256)
+	r := NewRouter()
+	r.SetMaxInFlightPerIssuer(2)
+	r.Store("busy", startEntry(t, baseConfig(busy)))
+	calmCfg := baseConfig(calm)
+	calmCfg.Name = "calm"
+	r.Store("calm", startEntry(t, calmCfg))
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&Handler{Authenticator: r, Log: logr.Discard(), Metrics: m, MaxInFlight: 100})
+	t.Cleanup(srv.Close)
+
+	busyToken := mint(t, busy, testissuer.Claims{"sub": "a", "aud": testAudience})
+	r.lookup(busy.URL).inflight.Add(2) // two reviews of busy are in flight
+	if _, _, err := r.AuthenticateToken(context.Background(), busyToken); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("busy issuer at its share: %v, want ErrOverloaded", err)
+	}
+	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+busyToken+`"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("busy issuer over HTTP: %s %v, want 429 with Retry-After", resp.Status, resp.Header)
+	}
+	if got := testutil.ToFloat64(m.reviews.WithLabelValues(ResultOverloaded, IssuerHash(busy.URL))); got != 1 {
+		t.Fatalf("overloaded reviews of busy = %v, want 1", got)
+	}
+	if _, ok, err := r.AuthenticateToken(context.Background(), mint(t, calm, testissuer.Claims{"sub": "b", "aud": testAudience})); !ok || err != nil {
+		t.Fatalf("calm issuer next to a busy one: %v %v", ok, err)
+	}
+	// A rebuild of busy's route (its object changed) keeps the count, so a change cannot reset the share.
+	r.Store("busy", startEntry(t, baseConfig(busy)))
+	if _, _, err := r.AuthenticateToken(context.Background(), busyToken); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("after a rebuild: %v, want ErrOverloaded", err)
+	}
+	r.lookup(busy.URL).inflight.Add(-2)
+	if _, ok, err := r.AuthenticateToken(context.Background(), busyToken); !ok || err != nil {
+		t.Fatalf("busy issuer below its share: %v %v", ok, err)
+	}
+}
+
+// TestTimeClaimsCannotOverflow: a lifetime bound holds for every value a JSON number can hold, and time
+// claims no real token carries are refused, on both paths.
+func TestTimeClaimsCannotOverflow(t *testing.T) {
+	t.Parallel()
+	d := newDifferential(t)
+	e := d.entries["extra"] // MaxTokenLifetime: 2h
+	now := time.Now().Unix()
+	claims := func(times string) string {
+		return fmt.Sprintf(`{"iss":%q,"sub":"alice","aud":%q,%s}`, d.issuer, testAudience, times)
+	}
+	const year = 365 * 24 * 3600
+	for _, tt := range []struct {
+		name  string
+		times string
+		want  error // nil: authenticated
+	}{
+		{"one hour", fmt.Sprintf(`"iat":%d,"exp":%d`, now, now+3600), nil},
+		{"three hours", fmt.Sprintf(`"iat":%d,"exp":%d`, now, now+3*3600), ErrLifetime},
+		{"exp 300 years out (the lifetime wraps a Duration)", fmt.Sprintf(`"iat":%d,"exp":%d`, now, now+300*year), ErrLifetime},
+		{"exp 8000 years out", fmt.Sprintf(`"iat":%d,"exp":%d`, now, now+8000*year), ErrTimeClaim},
+		{"nbf far in the past", fmt.Sprintf(`"nbf":-1e10,"exp":%d`, now+3600), ErrTimeClaim},
+		{"iat far in the past", fmt.Sprintf(`"iat":-1e10,"exp":%d`, now+3600), ErrTimeClaim},
+		{"iat negative", fmt.Sprintf(`"iat":-1,"exp":%d`, now+3600), ErrTimeClaim},
+		{"exp 1e300", `"iat":0,"exp":1e300`, nil}, // go-oidc's int64 conversion: expired, refused before
+		{"exp beyond the year 9999", fmt.Sprintf(`"iat":%d,"exp":%d`, now, int64(maxNumericDate)+1), ErrTimeClaim},
+		{"exp fractional", fmt.Sprintf(`"iat":%d,"exp":%d.5`, now, now+3600), nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := d.sign(t, "", claims(tt.times))
+			ctx := context.Background()
+			for path, run := range map[string]func(context.Context, string) (*authenticator.Response, time.Time, error){
+				"fast": e.authenticateFast, "general": e.authenticateGeneral,
+			} {
+				resp, _, err := run(ctx, tok)
+				switch {
+				case tt.name == "exp 1e300":
+					if err == nil {
+						t.Errorf("%s: exp 1e300 accepted", path)
+					}
+				case tt.want == nil && (err != nil || resp == nil):
+					t.Errorf("%s: refused: %v", path, err)
+				case tt.want != nil && !errors.Is(err, tt.want):
+					t.Errorf("%s: err = %v, want %v", path, err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestLookAlikeTokens: a token differing from a valid one only in bytes Go's base64 decoders skip, or in
+// padding, is refused before any work; and the result cache cannot be tricked into another request's
+// answer by a separator in the token.
+func TestLookAlikeTokens(t *testing.T) {
+	t.Parallel()
+	a := newAdversary(t)
+	valid := mint(t, a.hub, testissuer.Claims{"sub": "alice", "aud": testAudience})
+	if st := a.review(t, valid); !st.Authenticated {
+		t.Fatalf("valid token refused: %s", st.Error)
+	}
+	first, second := strings.Index(valid, "."), strings.LastIndex(valid, ".")
+	for name, tok := range map[string]string{
+		"LF after the first dot": valid[:first+1] + "\n" + valid[first+1:],
+		"CR in the payload":      valid[:first+5] + "\r" + valid[first+5:],
+		"CRLF at the end":        valid + "\r\n",
+		"space in the signature": valid[:second+3] + " " + valid[second+3:],
+		"padding":                valid + "==",
+		"tab":                    "\t" + valid,
+		"a fourth segment":       valid + ".",
+	} {
+		if st := a.review(t, tok); st.Authenticated || !strings.Contains(st.Error, "base64url") && name != "a fourth segment" {
+			t.Errorf("%s: authenticated=%v error=%q, want a refusal naming the canonical form", name, st.Authenticated, st.Error)
+		}
+	}
+
+	r := NewRouter()
+	r.Store("hub", startEntry(t, baseConfig(a.other)))
+	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Minute})
+	tok := mint(t, a.other, testissuer.Claims{"sub": "alice", "aud": testAudience})
+	if _, ok, err := c.AuthenticateToken(authenticator.WithAudiences(context.Background(), authenticator.Audiences{"aud"}), tok); !ok || err != nil {
+		t.Fatalf("valid token: %v %v", ok, err)
+	}
+	if _, ok, _ := c.AuthenticateToken(context.Background(), tok+"\x00aud"); ok {
+		t.Fatal(`token "T\x00aud" without audiences was answered from the cache entry of token "T" for audience "aud"`)
+	}
+	if cacheKey("ab", []string{"c"}) == cacheKey("a", []string{"bc"}) || cacheKey("a", []string{"", ""}) == cacheKey("a", []string{""}) {
+		t.Fatal("cache keys collide")
+	}
+}
+
+// TestEmptyUsernameRefused: an empty or null username claim is refused with or without a prefix, on
+// both paths: otherwise every such token shares one identity, "" or the bare prefix.
+func TestEmptyUsernameRefused(t *testing.T) {
+	t.Parallel()
+	d := newDifferential(t)
+	now := time.Now().Unix()
+	for _, sub := range []string{`""`, `null`} {
+		payload := fmt.Sprintf(`{"iss":%q,"sub":%s,"aud":%q,"exp":%d}`, d.issuer, sub, testAudience, now+600)
+		tok := d.sign(t, "", payload)
+		for _, config := range []string{"sa", "noprefix"} {
+			e := d.entries[config]
+			for path, run := range map[string]func(context.Context, string) (*authenticator.Response, time.Time, error){
+				"fast": e.authenticateFast, "general": e.authenticateGeneral,
+			} {
+				if resp, _, err := run(context.Background(), tok); !errors.Is(err, ErrEmptyUsername) {
+					t.Errorf("sub %s, config %s, %s path: resp=%v err=%v, want ErrEmptyUsername", sub, config, path, resp, err)
+				}
+			}
+		}
+	}
+}
+
+// TestKeyFetchStaysOnHTTPS: discovery and JWKS follow a redirect to another https URL, but refuse one to
+// plain http, which would let anyone on the path replace the keys.
+func TestKeyFetchStaysOnHTTPS(t *testing.T) {
+	t.Parallel()
+	keys := newIssuer(t, jose.RS256)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(keys.JWKS()) }))
+	t.Cleanup(plain.Close)
+	var srv *httptest.Server
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/to-http" + wellKnownPath, "/to-https" + wellKnownPath, "/loop" + wellKnownPath:
+			prefix := strings.TrimSuffix(r.URL.Path, wellKnownPath)
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL + prefix, "jwks_uri": srv.URL + prefix + "/jwks"})
+		case "/to-http/jwks":
+			http.Redirect(w, r, plain.URL+"/jwks", http.StatusFound)
+		case "/to-https/jwks":
+			http.Redirect(w, r, srv.URL+"/keys", http.StatusMovedPermanently)
+		case "/loop/jwks":
+			http.Redirect(w, r, srv.URL+"/loop/jwks", http.StatusFound)
+		case "/keys":
+			_, _ = w.Write(keys.JWKS())
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	client, err := NewHTTPClient(pemOf(srv.Certificate()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		prefix  string
+		wantErr error
+		wantMsg string
+	}{
+		{prefix: "/to-https"},
+		{prefix: "/to-http", wantErr: ErrInsecureRedirect, wantMsg: "non-https"},
+		{prefix: "/loop", wantMsg: "redirects"},
+	} {
+		ks, err := NewKeySet(KeySetOptions{Issuer: srv.URL + tt.prefix, Client: client, Log: logr.Discard()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks.refresh(context.Background())
+		st := ks.Status()
+		switch {
+		case tt.wantMsg == "" && (st.LastError != nil || len(st.Keys) != 1):
+			t.Errorf("%s: %v, %d keys; want the keys", tt.prefix, st.LastError, len(st.Keys))
+		case tt.wantMsg != "" && (st.LastError == nil || !strings.Contains(st.LastError.Error(), tt.wantMsg) || len(st.Keys) != 0):
+			t.Errorf("%s: %v, %d keys; want no keys and an error mentioning %q", tt.prefix, st.LastError, len(st.Keys), tt.wantMsg)
+		case tt.wantErr != nil && !errors.Is(st.LastError, tt.wantErr):
+			t.Errorf("%s: %v does not wrap %v", tt.prefix, st.LastError, tt.wantErr)
+		}
+	}
+}
