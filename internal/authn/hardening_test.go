@@ -138,8 +138,9 @@ func TestUnknownKidRefetchWaitIsBounded(t *testing.T) {
 	}
 }
 
-// TestFairSharePerIssuer: an issuer with its share of reviews in flight gets ErrOverloaded, answered
-// 429 with Retry-After and counted under its issuer hash, while another issuer is served.
+// TestFairSharePerIssuer: an issuer with its share of reviews in flight is refused with 429 and
+// Retry-After, counted under its issuer hash, before it takes a slot all issuers share, while another
+// issuer is served; a token of an unknown issuer takes no slot at all.
 func TestFairSharePerIssuer(t *testing.T) {
 	t.Parallel()
 	busy, calm := newIssuer(t, jose.RS256), newIssuer(t, jose.RS256)
@@ -154,36 +155,61 @@ func TestFairSharePerIssuer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(&Handler{Authenticator: r, Log: logr.Discard(), Metrics: m, MaxInFlight: 100})
+	// Two shared slots: if busy's refused reviews took one, calm would find none.
+	h := &Handler{Authenticator: r, Issuers: r, Log: logr.Discard(), Metrics: m, MaxInFlight: 2}
+	h.acquire() // one shared slot is taken by a review of someone else
+	t.Cleanup(h.release)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	post := func(token string) (int, authenticationv1.TokenReviewStatus, http.Header) {
+		resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+token+`"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var out authenticationv1.TokenReview
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out.Status, resp.Header
+	}
 
 	busyToken := mint(t, busy, testissuer.Claims{"sub": "a", "aud": testAudience})
-	r.lookup(busy.URL).inflight.Add(2) // two reviews of busy are in flight
-	if _, _, err := r.AuthenticateToken(context.Background(), busyToken); !errors.Is(err, ErrOverloaded) {
-		t.Fatalf("busy issuer at its share: %v, want ErrOverloaded", err)
+	var releases []func()
+	for range 2 { // two reviews of busy are in flight
+		release, _, err := r.Admit(busy.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
 	}
-	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+busyToken+`"}}`))
+	for range 3 {
+		if code, _, header := post(busyToken); code != http.StatusTooManyRequests || header.Get("Retry-After") == "" {
+			t.Fatalf("busy issuer at its share: HTTP %d %v, want 429 with Retry-After", code, header)
+		}
+	}
+	if got := testutil.ToFloat64(m.reviews.WithLabelValues(ResultOverloaded, IssuerHash(busy.URL))); got != 3 {
+		t.Fatalf("overloaded reviews of busy = %v, want 3", got)
+	}
+	if code, st, _ := post(mint(t, calm, testissuer.Claims{"sub": "b", "aud": testAudience})); code != http.StatusOK || !st.Authenticated {
+		t.Fatalf("calm issuer next to a busy one: HTTP %d %+v", code, st)
+	}
+	unknown, err := testissuer.NewKey(jose.RS256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("busy issuer over HTTP: %s %v, want 429 with Retry-After", resp.Status, resp.Header)
-	}
-	if got := testutil.ToFloat64(m.reviews.WithLabelValues(ResultOverloaded, IssuerHash(busy.URL))); got != 1 {
-		t.Fatalf("overloaded reviews of busy = %v, want 1", got)
-	}
-	if _, ok, err := r.AuthenticateToken(context.Background(), mint(t, calm, testissuer.Claims{"sub": "b", "aud": testAudience})); !ok || err != nil {
-		t.Fatalf("calm issuer next to a busy one: %v %v", ok, err)
+	stranger, _ := testissuer.MintFor(unknown, "https://stranger.example", nil)
+	if code, st, _ := post(stranger); code != http.StatusOK || st.Authenticated || !strings.Contains(st.Error, "not trusted") {
+		t.Fatalf("unknown issuer: HTTP %d %+v", code, st)
 	}
 	// A rebuild of busy's route (its object changed) keeps the count, so a change cannot reset the share.
 	r.Store("busy", startEntry(t, baseConfig(busy)))
-	if _, _, err := r.AuthenticateToken(context.Background(), busyToken); !errors.Is(err, ErrOverloaded) {
+	if _, _, err := r.Admit(busy.URL); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("after a rebuild: %v, want ErrOverloaded", err)
 	}
-	r.lookup(busy.URL).inflight.Add(-2)
-	if _, ok, err := r.AuthenticateToken(context.Background(), busyToken); !ok || err != nil {
-		t.Fatalf("busy issuer below its share: %v %v", ok, err)
+	for _, release := range releases {
+		release()
+	}
+	if code, st, _ := post(busyToken); code != http.StatusOK || !st.Authenticated {
+		t.Fatalf("busy issuer below its share: HTTP %d %+v", code, st)
 	}
 }
 

@@ -48,6 +48,28 @@ type route struct {
 // need.
 func (r *Router) SetMaxInFlightPerIssuer(n int) { r.maxPerIssuer.Store(int64(n)) }
 
+// Admit takes one of issuer's review slots for a review of one of its tokens; release gives it back.
+// It refuses with ErrUnknownIssuer when no entry serves issuer, and with ErrOverloaded when issuer
+// already has its share (SetMaxInFlightPerIssuer) in flight. issuerHash labels the issuer in metrics
+// ("" for an unknown one). The handler admits a review before it takes one of the slots all issuers
+// share, so one issuer's reviews, however stalled, never hold more than its share of those either.
+func (r *Router) Admit(issuer string) (release func(), issuerHash string, err error) {
+	rt := r.lookup(issuer)
+	if rt == nil || len(rt.entries) == 0 {
+		return nil, "", ErrUnknownIssuer
+	}
+	issuerHash = rt.entries[0].issuerHash
+	limit := r.maxPerIssuer.Load()
+	if limit <= 0 {
+		return func() {}, issuerHash, nil
+	}
+	if rt.inflight.Add(1) > limit {
+		rt.inflight.Add(-1)
+		return nil, issuerHash, ErrOverloaded
+	}
+	return func() { rt.inflight.Add(-1) }, issuerHash, nil
+}
+
 // FairShare is the share of maxInFlight concurrent reviews that one issuer may hold: half, so that
 // whatever one issuer's tokens do, the others keep at least as much capacity as it has.
 func FairShare(maxInFlight int) int { return max(1, maxInFlight/2) }
@@ -228,13 +250,6 @@ func (r *Router) authenticate(ctx context.Context, token string) (*authenticator
 		return nil, nil, time.Time{}, ErrUnknownIssuer
 	}
 	noteIssuer(ctx, rt.entries[0])
-	if limit := r.maxPerIssuer.Load(); limit > 0 {
-		if rt.inflight.Add(1) > limit {
-			rt.inflight.Add(-1)
-			return nil, nil, time.Time{}, ErrOverloaded
-		}
-		defer rt.inflight.Add(-1)
-	}
 	var firstErr error
 	for _, e := range rt.entries {
 		resp, expiry, err := e.authenticate(ctx, token)

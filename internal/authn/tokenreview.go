@@ -29,6 +29,12 @@ type TokenAuthenticator interface {
 	AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error)
 }
 
+// IssuerAdmitter admits a review against its issuer's fair share of review slots: the Router
+// satisfies it.
+type IssuerAdmitter interface {
+	Admit(issuer string) (release func(), issuerHash string, err error)
+}
+
 // Handler serves POST /authenticate: it answers TokenReviews of authentication.k8s.io/v1 and v1beta1
 // in the version they were asked in. It never echoes the token back.
 type Handler struct {
@@ -41,6 +47,9 @@ type Handler struct {
 	// MaxInFlight bounds concurrent reviews; beyond it the handler answers 429 with Retry-After, which
 	// kube-apiserver retries, instead of queueing work it cannot finish in time. Zero means no bound.
 	MaxInFlight int
+	// Issuers, when set, admits each review against its issuer's share before it takes one of the
+	// MaxInFlight slots, and refuses a token of an unknown issuer before any other work.
+	Issuers IssuerAdmitter
 
 	inflight chan struct{}
 	once     sync.Once
@@ -75,22 +84,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	start := time.Now()
-	if !h.acquire() {
-		h.Metrics.review(ResultOverloaded, "", time.Since(start))
-		tooManyRequests(w, "too many concurrent reviews")
-		return
-	}
-	defer h.release()
-	ctx, info := withReviewInfo(req.Context())
-	status, result := h.review(ctx, review)
+	status, result, issuer := h.review(req.Context(), review)
 	if result == ResultOverloaded {
-		h.Metrics.review(result, info.issuer, time.Since(start))
+		h.Metrics.review(result, issuer, time.Since(start))
 		tooManyRequests(w, status.Error)
 		return
 	}
 	buf.Reset()
 	writeReview(w, buf, review.APIVersion, status)
-	h.Metrics.review(result, info.issuer, time.Since(start))
+	h.Metrics.review(result, issuer, time.Since(start))
 }
 
 // acquire takes one of MaxInFlight review slots, without waiting.
@@ -120,18 +122,42 @@ func tooManyRequests(w http.ResponseWriter, msg string) {
 	http.Error(w, msg, http.StatusTooManyRequests)
 }
 
-// review authenticates the token of r and builds the v1 status to answer with, and the result label.
-func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (authenticationv1.TokenReviewStatus, string) {
+// review authenticates the token of r and builds the v1 status to answer with, the result label and
+// the issuer label. The order is the order of cost: checks of the token's form, the issuer's share of
+// slots, a slot of all issuers', then verification.
+func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (_ authenticationv1.TokenReviewStatus, result, issuer string) {
 	token := r.Spec.Token
 	if token == "" {
-		return authenticationv1.TokenReviewStatus{Error: "token is empty"}, ResultInvalid
+		return authenticationv1.TokenReviewStatus{Error: "token is empty"}, ResultInvalid, ""
 	}
 	if len(token) > h.maxTokenBytes() {
-		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())}, ResultInvalid
+		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())}, ResultInvalid, ""
 	}
 	if !canonical(token) {
-		return authenticationv1.TokenReviewStatus{Error: ErrNonCanonicalToken.Error()}, ResultInvalid
+		return authenticationv1.TokenReviewStatus{Error: ErrNonCanonicalToken.Error()}, ResultInvalid, ""
 	}
+	if h.Issuers != nil {
+		iss, err := PeekIssuer(token)
+		if err != nil {
+			return authenticationv1.TokenReviewStatus{Error: err.Error()}, ResultInvalid, ""
+		}
+		release, hash, err := h.Issuers.Admit(iss)
+		if err != nil {
+			return authenticationv1.TokenReviewStatus{Error: err.Error()}, classify(err), hash
+		}
+		defer release()
+		issuer = hash
+	}
+	if !h.acquire() {
+		return authenticationv1.TokenReviewStatus{Error: "too many concurrent reviews"}, ResultOverloaded, issuer
+	}
+	defer h.release()
+	ctx, info := withReviewInfo(ctx)
+	defer func() {
+		if info.issuer != "" {
+			issuer = info.issuer
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
 	if len(r.Spec.Audiences) > 0 {
@@ -148,8 +174,8 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (authentication
 		if err != nil {
 			msg = err.Error()
 		}
-		log.Info("Token rejected", "reason", msg)
-		return authenticationv1.TokenReviewStatus{Error: msg}, classify(err)
+		log.Info("Token rejected", "reason", reasonOf(err), "error", msg)
+		return authenticationv1.TokenReviewStatus{Error: msg}, classify(err), issuer
 	}
 	u := resp.User
 	log.Info("Token authenticated", "username", u.GetName())
@@ -168,7 +194,7 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (authentication
 			status.User.Extra[k] = v
 		}
 	}
-	return status, ResultAuthenticated
+	return status, ResultAuthenticated, issuer
 }
 
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}

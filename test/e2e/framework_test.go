@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -71,7 +70,8 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	// The metrics check looks at what the tests that ran left in clustertrust's /metrics, so it runs
 	// after all of them whatever -run, -skip or -shuffle selected.
-	if !runAfterSuite(testing.InternalTest{Name: "TestMetricsAfterSuite", F: metricsAfterSuite}) {
+	subsetRan = framework.SubsetSelected()
+	if !framework.RunAfterSuite(testing.InternalTest{Name: "TestMetricsAfterSuite", F: metricsAfterSuite}) {
 		fmt.Fprintln(os.Stderr, "FAIL: the after-suite check TestMetricsAfterSuite failed (its message is above)")
 		if code == 0 {
 			code = 1
@@ -83,24 +83,6 @@ func TestMain(m *testing.M) {
 // subsetRan tells the after-suite checks that -run or -skip narrowed the tests m.Run ran.
 var subsetRan bool
 
-// runAfterSuite runs checks that must see the effects of the whole suite, once, after m.Run. They are
-// not tests of the package (their functions are not named Test*), so -run, -skip and -shuffle cannot
-// leave them out or run them early; -list runs neither tests nor checks. testing.RunTests gives each a
-// real *testing.T, so they share the tests' helpers and report like tests; it applies -run, -skip,
-// -count and -failfast itself, so those are reset first. It returns false when a check failed.
-func runAfterSuite(checks ...testing.InternalTest) bool {
-	if flag.Lookup("test.list").Value.String() != "" {
-		return true
-	}
-	subsetRan = flag.Lookup("test.run").Value.String() != "" || flag.Lookup("test.skip").Value.String() != ""
-	for name, value := range map[string]string{"test.run": "", "test.skip": "", "test.count": "1", "test.failfast": "false"} {
-		if err := flag.Set(name, value); err != nil {
-			fmt.Fprintf(os.Stderr, "could not reset -%s for the after-suite checks: %v\n", name, err)
-			return false
-		}
-	}
-	return testing.RunTests(func(string, string) (bool, error) { return true, nil }, checks)
-}
 
 // documentedMetrics are the metrics the README documents, each of which must have a non-zero sample
 // after the suite. (clustertrust_unauthorized_callers_total needs --client-ca-file; the integration

@@ -9,10 +9,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -176,4 +178,28 @@ func FreePort() (int, error) {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// SubsetSelected reports whether -run or -skip narrowed the tests of this run. Call it before
+// RunAfterSuite, which resets them.
+func SubsetSelected() bool {
+	return flag.Lookup("test.run").Value.String() != "" || flag.Lookup("test.skip").Value.String() != ""
+}
+
+// RunAfterSuite runs checks that must see the effects of the whole suite, once, after m.Run. They are
+// not tests of the package (their functions are not named Test*), so -run, -skip and -shuffle cannot
+// leave them out or run them early; -list runs neither tests nor checks. testing.RunTests gives each a
+// real *testing.T, so they share the tests' helpers and report like tests; it applies -run, -skip,
+// -count and -failfast itself, so those are reset first. It reports whether every check passed.
+func RunAfterSuite(checks ...testing.InternalTest) bool {
+	if flag.Lookup("test.list").Value.String() != "" {
+		return true
+	}
+	for name, value := range map[string]string{"test.run": "", "test.skip": "", "test.count": "1", "test.failfast": "false"} {
+		if err := flag.Set(name, value); err != nil {
+			fmt.Fprintf(os.Stderr, "could not reset -%s for the after-suite checks: %v\n", name, err)
+			return false
+		}
+	}
+	return testing.RunTests(func(string, string) (bool, error) { return true, nil }, checks)
 }

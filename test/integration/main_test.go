@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -221,7 +220,8 @@ func run(m *testing.M) (int, error) {
 	// The leak check looks at what every test that ran left behind, so it runs after all of them
 	// whatever -run, -skip or -shuffle selected; it does a few reviews of its own, so it proves
 	// something even when -run selected tests that send no token.
-	if !runAfterSuite(testing.InternalTest{Name: "TestNoTokenLeaks", F: noTokenLeaks}) {
+	subsetRan = framework.SubsetSelected()
+	if !framework.RunAfterSuite(testing.InternalTest{Name: "TestNoTokenLeaks", F: noTokenLeaks}) {
 		fmt.Fprintln(os.Stderr, "FAIL: the after-suite check TestNoTokenLeaks failed (its message is above)")
 		if code == 0 {
 			code = 1
@@ -237,24 +237,6 @@ func run(m *testing.M) (int, error) {
 // subsetRan tells the after-suite checks that -run or -skip narrowed the tests m.Run ran.
 var subsetRan bool
 
-// runAfterSuite runs checks that must see the effects of the whole suite, once, after m.Run. They are
-// not tests of the package (their functions are not named Test*), so -run, -skip and -shuffle cannot
-// leave them out or run them early; -list runs neither tests nor checks. testing.RunTests gives each a
-// real *testing.T, so they share the tests' helpers and report like tests; it applies -run, -skip,
-// -count and -failfast itself, so those are reset first. It returns false when a check failed.
-func runAfterSuite(checks ...testing.InternalTest) bool {
-	if flag.Lookup("test.list").Value.String() != "" {
-		return true
-	}
-	subsetRan = flag.Lookup("test.run").Value.String() != "" || flag.Lookup("test.skip").Value.String() != ""
-	for name, value := range map[string]string{"test.run": "", "test.skip": "", "test.count": "1", "test.failfast": "false"} {
-		if err := flag.Set(name, value); err != nil {
-			fmt.Fprintf(os.Stderr, "could not reset -%s for the after-suite checks: %v\n", name, err)
-			return false
-		}
-	}
-	return testing.RunTests(func(string, string) (bool, error) { return true, nil }, checks)
-}
 
 func waitHTTP(url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)

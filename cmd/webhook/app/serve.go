@@ -191,7 +191,7 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		reviewer = resultCache
 	}
 	var review http.Handler = &authn.Handler{
-		Authenticator: reviewer, Log: log.WithName("tokenreview"), Metrics: m,
+		Authenticator: reviewer, Issuers: router, Log: log.WithName("tokenreview"), Metrics: m,
 		MaxTokenBytes: o.MaxTokenBytes, MaxInFlight: o.MaxConcurrentReviews,
 	}
 	if o.ClientCAFile != "" {
