@@ -77,40 +77,6 @@ func bench(ctx context.Context, o options) error {
 	rsaOps, ecOps := verifyCeiling()
 	fmt.Printf("raw verify on one core: RSA-2048 %.0f/s (%.1f µs), P-256 %.0f/s (%.1f µs)\n\n", rsaOps, 1e6/rsaOps, ecOps, 1e6/ecOps)
 
-	n := o.issuers
-	fmt.Printf("starting %d %s issuers on loopback and minting tokens...\n", n, o.alg)
-	issuers := make([]*testissuer.Issuer, n)
-	for i := range issuers {
-		if issuers[i], err = testissuer.New(jose.SignatureAlgorithm(o.alg)); err != nil {
-			return err
-		}
-		defer issuers[i].Close()
-	}
-	pool := mintPool(issuers[:1], 256)
-	perIssuer := mintPool(issuers, 1)
-	forger, err := testissuer.NewKey(jose.SignatureAlgorithm(o.alg))
-	if err != nil {
-		return err
-	}
-	forger.KID = issuers[0].SigningKey().KID // a known kid with a bad signature: no refetch, a real verify
-	claims := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
-	invalid, err := testissuer.MintFor(forger, issuers[0].URL, claims)
-	if err != nil {
-		return err
-	}
-	// Unknown kids: each names a key the issuer never published, which is what a flood aimed at the
-	// JWKS refetch looks like. The rate limit must hold the fetches to one per --min-refetch-interval.
-	unknownKID := make([]string, 256)
-	for i := range unknownKID {
-		k, err := testissuer.NewKey(jose.SignatureAlgorithm(o.alg))
-		if err != nil {
-			return err
-		}
-		if unknownKID[i], err = testissuer.MintFor(k, issuers[0].URL, claims); err != nil {
-			return err
-		}
-	}
-
 	ca, err := pki.NewCA("loadgen")
 	if err != nil {
 		return err
@@ -123,6 +89,69 @@ func bench(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	modes := strings.Split(o.modes, ",")
+	var results []result
+	if slices.ContainsFunc(modes, func(m string) bool { return m != "hangflood" }) {
+		// The classic scenarios' issuers and children are gone before the hangflood mode starts.
+		if results, err = benchClassic(ctx, o, modes, dir, ca, certFile, keyFile); err != nil {
+			return err
+		}
+		report(results)
+		for _, r := range results {
+			if r.wrong > 0 {
+				return fmt.Errorf("%s: %d wrong answers", r.name, r.wrong)
+			}
+		}
+	}
+	var hang []hangResult
+	if slices.Contains(modes, "hangflood") {
+		hang, err = benchHangFlood(ctx, o, dir, ca.CertPEM(), certFile, keyFile)
+		reportHangFlood(o, hang) // what was measured, even when a phase failed
+		if err != nil {
+			return err
+		}
+	}
+	return checkHangFlood(hang)
+}
+
+// benchClassic runs the scenarios other than hangflood against one webhook child serving o.issuers
+// issuers and the trivial handler.
+func benchClassic(ctx context.Context, o options, modes []string, dir string, ca *pki.CA, certFile, keyFile string) ([]result, error) {
+	var err error
+	n := o.issuers
+	fmt.Printf("starting %d %s issuers on loopback and minting tokens...\n", n, o.alg)
+	issuers := make([]*testissuer.Issuer, n)
+	for i := range issuers {
+		if issuers[i], err = testissuer.New(jose.SignatureAlgorithm(o.alg)); err != nil {
+			return nil, err
+		}
+		defer issuers[i].Close()
+	}
+	pool := mintPool(issuers[:1], 256)
+	perIssuer := mintPool(issuers, 1)
+	forger, err := testissuer.NewKey(jose.SignatureAlgorithm(o.alg))
+	if err != nil {
+		return nil, err
+	}
+	forger.KID = issuers[0].SigningKey().KID // a known kid with a bad signature: no refetch, a real verify
+	claims := testissuer.ServiceAccountClaims("tenant-a", "reconciler", audience)
+	invalid, err := testissuer.MintFor(forger, issuers[0].URL, claims)
+	if err != nil {
+		return nil, err
+	}
+	// Unknown kids: each names a key the issuer never published, which is what a flood aimed at the
+	// JWKS refetch looks like. The rate limit must hold the fetches to one per --min-refetch-interval.
+	unknownKID := make([]string, 256)
+	for i := range unknownKID {
+		k, err := testissuer.NewKey(jose.SignatureAlgorithm(o.alg))
+		if err != nil {
+			return nil, err
+		}
+		if unknownKID[i], err = testissuer.MintFor(k, issuers[0].URL, claims); err != nil {
+			return nil, err
+		}
+	}
+
 	urls := make([]string, n)
 	for i, iss := range issuers {
 		urls[i] = iss.URL
@@ -133,12 +162,12 @@ func bench(ctx context.Context, o options) error {
 
 	webhook, err := startChild(ctx, dir, "webhook", base)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer webhook.stop()
 	trivial, err := startChild(ctx, dir, "trivial", trivialCfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer trivial.stop()
 
@@ -171,24 +200,18 @@ func bench(ctx context.Context, o options) error {
 	}
 	var results []result
 	for _, s := range scenarios {
-		if !slices.Contains(strings.Split(o.modes, ","), s.mode) {
+		if !slices.Contains(modes, s.mode) {
 			continue
 		}
 		fetchesBefore := issuers[0].JWKSFetches.Load()
 		r, err := drive(ctx, s.name, s.target, s.concurrency, o.duration, ca.CertPEM(), s.next)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r.fetches = issuers[0].JWKSFetches.Load() - fetchesBefore
 		results = append(results, r)
 	}
-	report(results)
-	for _, r := range results {
-		if r.wrong > 0 {
-			return fmt.Errorf("%s: %d wrong answers", r.name, r.wrong)
-		}
-	}
-	return nil
+	return results, nil
 }
 
 // mintPool mints size ServiceAccount tokens per issuer, in parallel.
@@ -259,8 +282,11 @@ func (c *child) stop() {
 }
 
 // cpuTime is the user+system CPU the process has used.
-func (c *child) cpuTime() time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/stat")
+func (c *child) cpuTime() time.Duration { return procCPU(c.cmd.Process.Pid) }
+
+// procCPU is the user+system CPU process pid has used, all its threads.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
 	}

@@ -6,6 +6,12 @@
 // run. The ceiling is a trivial TLS handler that answers a fixed TokenReview, and raw signature checks.
 //
 //	go run ./hack/loadgen [-duration 10s] [-concurrency 64] [-issuers 1000] [-alg RS256]
+//
+// The hangflood mode (hangflood.go) floods the webhook, configured as `webhook serve` defaults, with
+// forged unknown-kid tokens of an issuer whose discovery and JWKS hang, and measures valid reviews
+// beside the flood against the same valid load alone:
+//
+//	go run ./hack/loadgen -modes hangflood [-duration 10s] [-flood-connections 300] [-valid-concurrency 8] [-flood-rate 0]
 package main
 
 import (
@@ -13,8 +19,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 )
+
+// allModes are the scenarios, in the order they run; all run by default.
+var allModes = []string{"trivial", "unique", "hot", "issuers", "invalid", "flood", "latency", "hangflood"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
@@ -36,6 +47,10 @@ type options struct {
 	issuers     int
 	alg         string
 	modes       string
+	// hangflood mode
+	floodConns       int
+	validConcurrency int
+	floodRate        float64
 }
 
 func run(ctx context.Context, args []string) error {
@@ -45,12 +60,23 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.concurrency, "concurrency", 64, "Concurrent keep-alive connections.")
 	fs.IntVar(&o.issuers, "issuers", 1000, "Issuers served for the issuers mode.")
 	fs.StringVar(&o.alg, "alg", "RS256", "Signing algorithm of the test issuers: RS256 or ES256.")
-	fs.StringVar(&o.modes, "modes", "trivial,unique,hot,issuers,invalid,flood,latency", "Scenarios to run, comma separated.")
+	fs.StringVar(&o.modes, "modes", strings.Join(allModes, ","), "Scenarios to run, comma separated.")
+	fs.IntVar(&o.floodConns, "flood-connections", 300, "hangflood: concurrent keep-alive connections sending forged tokens.")
+	fs.IntVar(&o.validConcurrency, "valid-concurrency", 8, "hangflood: concurrent connections sending valid tokens beside the flood.")
+	fs.Float64Var(&o.floodRate, "flood-rate", 0, "hangflood: when above 0, also run the flood rate-limited to this many forged reviews/s in all.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.duration <= 0 || o.duration > 5*time.Minute || o.concurrency < 1 || o.concurrency > 1024 || o.issuers < 1 || o.issuers > 10000 {
 		return fmt.Errorf("flags out of range: duration (0,5m], concurrency [1,1024], issuers [1,10000]")
+	}
+	if o.floodConns < 1 || o.floodConns > 1024 || o.validConcurrency < 1 || o.validConcurrency > 256 || o.floodRate < 0 || o.floodRate > 1e6 {
+		return fmt.Errorf("flags out of range: flood-connections [1,1024], valid-concurrency [1,256], flood-rate [0,1e6]")
+	}
+	for _, m := range strings.Split(o.modes, ",") {
+		if !slices.Contains(allModes, m) {
+			return fmt.Errorf("unknown mode %q; the modes are %s", m, strings.Join(allModes, ","))
+		}
 	}
 	return bench(ctx, o)
 }

@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -27,6 +29,53 @@ type serverConfig struct {
 	CAPEM    []byte   `json:"caPEM"` // trusted for the issuers' discovery and JWKS
 	Issuers  []string `json:"issuers"`
 	Audience string   `json:"audience"`
+	// MaxInFlight is the handler's bound on concurrent reviews and, halved (authn.FairShare), the
+	// router's per-issuer bound, as `webhook serve` sets both from --max-concurrent-reviews. Zero leaves
+	// both unbounded.
+	MaxInFlight int `json:"maxInFlight"`
+	// Stats wraps the handler to count the requests inside it and serves the peak and the GC count
+	// at statsPath.
+	Stats bool `json:"stats"`
+}
+
+// statsPath is where a child with Stats answers GET with childStats; ?reset=1 restarts the peak.
+const statsPath = "/loadgen/stats"
+
+// childStats is what a child with Stats reports.
+type childStats struct {
+	// PeakInHandler is the most requests inside the handler at once (from their headers read to their
+	// answer written) since the last reset: at most the connections, and what MaxInFlight bounds.
+	PeakInHandler int64  `json:"peakInHandler"`
+	NumGC         uint32 `json:"numGC"`
+	GCPauseTotal  uint64 `json:"gcPauseTotalNs"`
+}
+
+// statsHandler counts the requests inside next.
+type statsHandler struct {
+	next      http.Handler
+	cur, peak atomic.Int64
+}
+
+func (s *statsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == statsPath {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		st := childStats{PeakInHandler: s.peak.Load(), NumGC: ms.NumGC, GCPauseTotal: ms.PauseTotalNs}
+		if r.URL.Query().Get("reset") != "" {
+			s.peak.Store(s.cur.Load())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+		return
+	}
+	n := s.cur.Add(1)
+	defer s.cur.Add(-1)
+	for p := s.peak.Load(); n > p; p = s.peak.Load() {
+		if s.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	s.next.ServeHTTP(w, r)
 }
 
 // trivialReview is the ceiling: the least a TokenReview webhook can do over the same TLS and HTTP.
@@ -61,7 +110,10 @@ func serve(args []string) error {
 			return err
 		}
 		cache := authn.NewCachingAuthenticator(router, authn.CacheOptions{TTL: 10 * time.Second})
-		handler = &authn.Handler{Authenticator: cache, Log: logr.Discard()}
+		handler = &authn.Handler{Authenticator: cache, Issuers: router, Log: logr.Discard(), MaxInFlight: cfg.MaxInFlight}
+		if cfg.Stats {
+			handler = &statsHandler{next: handler}
+		}
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
@@ -91,6 +143,9 @@ func serve(args []string) error {
 // key loads.
 func buildRouter(cfg serverConfig) (*authn.Router, error) {
 	router := authn.NewRouter()
+	if cfg.MaxInFlight > 0 {
+		router.SetMaxInFlightPerIssuer(authn.FairShare(cfg.MaxInFlight)) // as cmd/webhook/app/serve.go
+	}
 	compiler := authn.NewCompiler()
 	var entries []*authn.Entry
 	for i, iss := range cfg.Issuers {
