@@ -79,8 +79,10 @@ type Entry struct {
 	// is then its required claims, merged as the apiserver merges them.
 	fast     bool
 	required map[string]string
-	ctx      context.Context // lives until Close
-	cancel   context.CancelFunc
+	// audiences are the configured audiences as the apiserver holds them: a set, sorted.
+	audiences []string
+	ctx       context.Context // lives until Close
+	cancel    context.CancelFunc
 }
 
 // NewCompiler returns the CEL compiler to share between entries.
@@ -143,6 +145,7 @@ func NewEntry(cfg Config, opts EntryOptions) (*Entry, error) {
 		return nil, err
 	}
 	e := &Entry{cfg: cfg, keys: keys, jwt: jwt, ctx: ctx, cancel: cancel, issuerHash: IssuerHash(cfg.Issuer)}
+	e.audiences = slices.Compact(slices.Sorted(slices.Values(cfg.Audiences)))
 	if e.fast = fastPathEligible(cfg); e.fast {
 		e.required = map[string]string{}
 		for _, r := range jwtAuthenticator(cfg).ClaimValidationRules {

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -33,8 +33,7 @@ var errFallback = errors.New("use the general path")
 // registeredClaims are the claims go-oidc's verifier decodes with a typed struct (iss, sub, aud, exp,
 // iat, nbf, nonce, at_hash, _claim_names, _claim_sources). One typed decode with the same field types
 // keeps their semantics, down to encoding/json matching field names case-insensitively and null
-// leaving a field as it was. kubernetes.io, which only the mapping step decodes, is kept raw and
-// decoded where the mapping step decodes it, so a malformed value is refused at the same step.
+// leaving a field as it was.
 type registeredClaims struct {
 	Issuer       string                     `json:"iss"`
 	Subject      string                     `json:"sub"`
@@ -46,22 +45,14 @@ type registeredClaims struct {
 	AtHash       string                     `json:"at_hash"`
 	ClaimNames   map[string]string          `json:"_claim_names"`
 	ClaimSources map[string]json.RawMessage `json:"_claim_sources"`
-	K8s          json.RawMessage            `json:"kubernetes.io"`
 }
 
-// oidcTime is a time claim decoded the two ways the general path decodes it. go-oidc v2's verifier
-// (its jsonTime: exp and iat by value, nbf by pointer) takes a JSON number or a numeric string, as
-// whole seconds through an int64, and refuses null for exp and iat. The mapping step (tokenClaims:
-// *float64) takes a JSON number only and null as absent. The first is checked where the verifier
-// checks; the second is what the mapping step gets, and its decode error is reported where it would be.
-type oidcTime struct {
-	verifier time.Time
-	mapped   *float64
-	mapErr   error
-}
+// oidcTime is a time claim as go-oidc v2's verifier decodes it (its jsonTime: exp and iat by value,
+// nbf by pointer): a JSON number or a numeric string, as whole seconds through an int64; null is an
+// error for exp and iat.
+type oidcTime time.Time
 
-// UnmarshalJSON follows go-oidc v2's jsonTime.UnmarshalJSON step by step, then decodes b as the mapping
-// step's *float64 would.
+// UnmarshalJSON follows go-oidc v2's jsonTime.UnmarshalJSON step by step.
 func (t *oidcTime) UnmarshalJSON(b []byte) error {
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {
@@ -77,38 +68,8 @@ func (t *oidcTime) UnmarshalJSON(b []byte) error {
 		}
 		unix = int64(f)
 	}
-	t.verifier = time.Unix(unix, 0)
-	if len(b) > 0 && b[0] == '"' {
-		t.mapErr = errors.New("json: cannot unmarshal string into Go value of type float64")
-		return nil
-	}
-	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil {
-		t.mapErr = fmt.Errorf("json: cannot unmarshal number %s into Go value of type float64", b)
-		return nil
-	}
-	t.mapped = &f
+	*t = oidcTime(time.Unix(unix, 0))
 	return nil
-}
-
-// mappedClaims is what the mapping step's decode of the payload (tokenClaims) yields from the claims
-// the fast path decoded, or its error.
-func (c *registeredClaims) mappedClaims() (tokenClaims, error) {
-	tc := tokenClaims{Audience: c.Audience, Expiry: c.Expiry.mapped, IssuedAt: c.IssuedAt.mapped}
-	for _, t := range []*oidcTime{&c.Expiry, &c.IssuedAt, c.NotBefore} {
-		if t != nil && t.mapErr != nil {
-			return tokenClaims{}, fmt.Errorf("could not decode claims: %w", t.mapErr)
-		}
-	}
-	if c.NotBefore != nil {
-		tc.NotBefore = c.NotBefore.mapped
-	}
-	if len(c.K8s) > 0 {
-		if err := json.Unmarshal(c.K8s, &tc.K8s); err != nil {
-			return tokenClaims{}, fmt.Errorf("could not decode claims: %w", err)
-		}
-	}
-	return tc, nil
 }
 
 // nbfLeeway is the allowance for an nbf in the future of the go-oidc (v2) verifier that
@@ -131,10 +92,9 @@ func fastPathEligible(cfg Config) bool {
 // authenticateFast is the fast path. It returns errFallback when the general path must decide.
 func (e *Entry) authenticateFast(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
 	jws, err := jose.ParseSignedCompact(token, e.keys.algs)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: malformed jwt: %w", err)
-	}
-	if unusualHeader(jws) {
+	if err != nil || unusualHeader(jws) {
+		// go-jose v2 under go-oidc and v4 here differ in what they accept and in the order of their
+		// checks (v4 checks alg first); the general path says what a malformed token is.
 		return nil, time.Time{}, errFallback
 	}
 	payload, err := e.keys.verifyJWS(ctx, jws)
@@ -145,7 +105,13 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: failed to unmarshal claims: %w", err)
 	}
-	if c.ClaimNames != nil || c.ClaimSources != nil {
+	// The apiserver looks for distributed claims under the exact keys, the typed decode under any case
+	// (where a later null can hide an earlier value): either finding any leaves it to the general path.
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return nil, time.Time{}, fmt.Errorf("oidc: parse claims: %w", err)
+	}
+	if c.ClaimNames != nil || c.ClaimSources != nil || hasKey(raw, "_claim_names") || hasKey(raw, "_claim_sources") {
 		return nil, time.Time{}, errFallback
 	}
 	if c.Issuer == "" {
@@ -154,23 +120,23 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 	if c.Issuer != e.cfg.Issuer {
 		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: id token issued by a different provider, expected %q got %q", e.cfg.Issuer, c.Issuer)
 	}
-	if !audienceMatches(e.cfg.Audiences, c.Audience) {
-		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: expected audience in %q got %q", e.cfg.Audiences, []string(c.Audience))
+	// One configured audience is go-oidc's client ID, checked before expiry; several are checked by the
+	// apiserver after go-oidc's checks.
+	if len(e.audiences) == 1 && !slices.Contains(c.Audience, e.audiences[0]) {
+		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: expected audience %q got %q", e.audiences[0], []string(c.Audience))
 	}
 	now := time.Now()
 	// go-oidc: a missing exp is the zero time, which is always expired.
-	if exp := c.Expiry.verifier; exp.Before(now) {
+	if exp := time.Time(c.Expiry); exp.Before(now) {
 		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: token is expired (Token Expiry: %v)", exp)
 	}
 	if c.NotBefore != nil {
-		if nbf := c.NotBefore.verifier; now.Add(nbfLeeway).Before(nbf) {
+		if nbf := time.Time(*c.NotBefore); now.Add(nbfLeeway).Before(nbf) {
 			return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: current time %v before the nbf (not before) time: %v", now, nbf)
 		}
 	}
-
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &raw); err != nil {
-		return nil, time.Time{}, fmt.Errorf("oidc: parse claims: %w", err)
+	if len(e.audiences) > 1 && !audienceMatches(e.audiences, c.Audience) {
+		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: expected audience in %q got %q", e.audiences, []string(c.Audience))
 	}
 	username, err := e.fastUsername(raw)
 	if err != nil {
@@ -202,11 +168,13 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 		}
 	}
 
-	resp := &authenticator.Response{User: info}
-	tc, err := c.mappedClaims()
-	if err != nil {
-		return nil, time.Time{}, err
+	// The mapping step's own decode, as the general path runs it: its types (times as float64, the
+	// kubernetes.io claim) and its handling of repeated keys differ from the verifier's.
+	var tc tokenClaims
+	if err := json.Unmarshal(payload, &tc); err != nil {
+		return nil, time.Time{}, fmt.Errorf("could not decode claims: %w", err)
 	}
+	resp := &authenticator.Response{User: info}
 	expiry, err := e.completeUser(resp, tc, raw, requestedAudiences(ctx))
 	if err != nil {
 		return nil, time.Time{}, err
@@ -294,4 +262,9 @@ func audienceMatches(allowed []string, got audience) bool {
 		}
 	}
 	return false
+}
+
+func hasKey(m map[string]json.RawMessage, key string) bool {
+	_, ok := m[key]
+	return ok
 }

@@ -55,6 +55,8 @@ func newDifferential(tb testing.TB) *differential {
 		},
 		"extra":    func(c *Config) { c.ExtraClaims = []string{"team", "labels", "n"}; c.MaxTokenLifetime = 2 * time.Hour },
 		"noprefix": func(c *Config) { c.UsernamePrefix, c.GroupsPrefix, c.GroupsClaim = "", "", "groups" },
+		// One audience is go-oidc's client ID, checked before expiry; several are checked after it.
+		"single": func(c *Config) { c.Audiences = []string{testAudience} },
 	}
 	for name, mutate := range configs {
 		cfg := base
@@ -112,11 +114,14 @@ func (d *differential) compare(tb testing.TB, token string) (decided bool) {
 	ctx := authenticator.WithAudiences(context.Background(), authenticator.Audiences{testAudience, "unrelated"})
 	for name, e := range d.entries {
 		fresp, fexp, ferr := e.authenticateFast(ctx, token)
+		gresp, gexp, gerr := e.authenticateGeneral(ctx, token)
 		if errors.Is(ferr, errFallback) {
+			if gerr != nil && reasonOf(gerr) == ReasonInternal {
+				tb.Errorf("config %s: payload %s: the general path's refusal %q fits no reason", name, payloadOf(token), gerr)
+			}
 			continue
 		}
 		decided = true
-		gresp, gexp, gerr := e.authenticateGeneral(ctx, token)
 		f, g := toOutcome(fresp, fexp, ferr), toOutcome(gresp, gexp, gerr)
 		if !reflect.DeepEqual(f, g) {
 			tb.Errorf("config %s: the paths disagree on payload %s\nfast:    %+v (err %v)\ngeneral: %+v (err %v)", name, payloadOf(token), f, ferr, g, gerr)
@@ -215,6 +220,24 @@ func differentialPayloads(iss string) []string {
 		fmt.Sprintf(`{"iss":"https://other.example","sub":"a","aud":%q,"exp":%d}`, testAudience, now+600),
 		fmt.Sprintf(`{"iss":%q,"iss":"https://other.example","sub":"a","aud":%q,"exp":%d}`, iss, testAudience, now+600),
 		fmt.Sprintf(`{"iss":5,"sub":"a","aud":%q,"exp":%d}`, testAudience, now+600),
+		// Two faults at once: the order of the checks decides the reason.
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":"wrong","exp":%d}`, iss, now-10),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":"wrong","exp":%d,"nbf":%d}`, iss, now+3600, now+1200),
+		fmt.Sprintf(`{"iss":%q,"aud":"wrong","exp":%d}`, iss, now+600),
+		fmt.Sprintf(`{"iss":%q,"sub":5,"aud":%q,"exp":%d,"groups":5,"team":"red"}`, iss, testAudience, now+600),
+		fmt.Sprintf(`{"iss":%q,"sub":"system:x","aud":%q,"exp":%d,"kubernetes.io":5}`, iss, testAudience, now+600),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":%q,"iat":-1e10,"exp":%d,"kubernetes.io":5}`, iss, testAudience, now+600),
+		// Repeated and case-variant keys: the typed decodes merge them, the raw map keeps the last.
+		std(`,"_claim_names":null`),
+		std(`,"_claim_names":{"groups":"s"},"_claim_sources":{"s":{"endpoint":"https://evil.example"}},"_Claim_Names":null,"_Claim_Sources":null`),
+		std(`,"kubernetes.io":5,` + sa),
+		std(`,` + sa + `,"Kubernetes.io":{"pod":{"name":"p2"}}`),
+		std(`,` + sa + `,"kubernetes.io":{"namespace":"other"}`),
+		std(`,"kubernetes.io":5,"kubernetes.io":null`),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":%q,"exp":%d,"nbf":"%d","nbf":null}`, iss, testAudience, now+600, now),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":%q,"exp":%d,"nbf":"%d","NBF":null}`, iss, testAudience, now+600, now),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":%q,"exp":%d,"EXP":%d}`, iss, testAudience, now+600, now-10),
+		fmt.Sprintf(`{"iss":%q,"sub":"a","aud":["token is expired"],"exp":%d}`, iss, now+600),
 		`[]`, `null`, `"x"`, `{`, ``,
 	}
 }
@@ -247,6 +270,13 @@ func TestFastPathMatchesGeneralPath(t *testing.T) {
 		d.sign(t, `{"alg":"none"}`, p),
 		d.sign(t, `{"alg":"HS256"}`, p),
 		d.sign(t, `{"alg":"RS256","crit":["exp"],"exp":1}`, p),
+		d.sign(t, `{"alg":"RS256","kid":"`+d.key.KID+`","crit":["exp"],"exp":1}`, p),
+		d.sign(t, `{"alg":"HS256","kid":5}`, p),
+		d.sign(t, `{"alg":5,"kid":"`+d.key.KID+`"}`, p),
+		d.sign(t, `{"alg":"none","x5c":["!!"]}`, p),
+		d.sign(t, `null`, p),
+		d.sign(t, `{"alg":"RS256","kid":"`+d.key.KID+`","jwk":{"kty":"RSA","p":"AQAB"}}`, p),
+		d.sign(t, `{"alg":"RS256","kid":"`+d.key.KID+`","alg":"ES256"}`, p),
 		forged,
 		parts[0] + "." + parts[1] + ".",
 		parts[0] + "." + parts[1] + "." + parts[2] + "x",
@@ -256,7 +286,7 @@ func TestFastPathMatchesGeneralPath(t *testing.T) {
 	} {
 		d.compare(t, tok)
 	}
-	if decided < len(differentialPayloads(d.issuer))-2 {
+	if decided < len(differentialPayloads(d.issuer))-4 { // the distributed-claims payloads are handed over
 		t.Fatalf("the fast path decided only %d payloads: the comparison proves little", decided)
 	}
 }

@@ -49,6 +49,10 @@ var AllSigningAlgs = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES51
 // ErrNoKeys is returned when a JWKS holds no usable signing key.
 var ErrNoKeys = errors.New("JWKS holds no usable signing key")
 
+// ErrCriticalHeader is returned for a token whose header marks extensions critical ("crit"): none is
+// supported.
+var ErrCriticalHeader = errors.New("token header names critical extensions, which are not supported")
+
 // ErrBadSignature is returned when the key a token names does not verify its signature.
 var ErrBadSignature = errors.New("token signature is invalid")
 
@@ -219,6 +223,11 @@ func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 func (k *KeySet) verifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
 	if len(jws.Signatures) != 1 {
 		return nil, errors.New("token must carry exactly one signature")
+	}
+	if _, ok := jws.Signatures[0].Protected.ExtraHeaders["crit"]; ok {
+		// go-jose refuses every critical header it does not implement, but only once a key is tried,
+		// which would read as a bad signature, or as an unknown key worth a refetch.
+		return nil, ErrCriticalHeader
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	payload, known, err := k.verify(jws, kid)

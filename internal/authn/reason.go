@@ -31,21 +31,25 @@ const (
 	ReasonInternal          = "internal"
 )
 
-// libraryReasons classify the errors of the general path by their text, in order: go-oidc v2 wraps the
-// key set's errors with %v, not %w, so its sentinels do not survive errors.Is. The fast path repeats
-// the same texts where it mirrors the general path, and wraps the key set's errors with %w.
+// libraryReasons classify the errors of the general path by their text: go-oidc v2 wraps the key
+// set's errors with %v, not %w, so its sentinels do not survive errors.Is. The fast path repeats the
+// same texts where it mirrors the general path. Messages quote token content (an audience, a claim
+// value) after their fixed text, so the text found earliest in the message decides: a token cannot
+// choose its own reason by carrying another message's words.
 var libraryReasons = []struct{ text, reason string }{
-	// Signature and keys first: their texts may also contain "malformed" or "verify".
 	{"no key matches kid", ReasonUnknownKID},
 	{ErrBadSignature.Error(), ReasonBadSignature},
 	{ErrNoKeys.Error(), ReasonNoKeys},
-	{"unexpected signature algorithm", ReasonAlgorithm}, // go-jose v4, the fast path's parse
-	{"unsupported algorithm", ReasonAlgorithm},          // go-oidc v2
+	{ErrCriticalHeader.Error(), ReasonMalformed},
+	{"could not parse JWS", ReasonMalformed},
+	{"unsupported algorithm", ReasonAlgorithm}, // go-oidc v2
 	{"token is expired", ReasonExpired},
 	{"before the nbf", ReasonNotYetValid},
 	{"expected audience", ReasonAudience},
 	{"issued by a different provider", ReasonUnknownIssuer},
 	{"distributed claims", ReasonDistributedClaims},
+	{"source does not exist", ReasonDistributedClaims},
+	{"failed to obtain source from claim name", ReasonDistributedClaims},
 	{"required claim", ReasonRequiredClaim},
 	{"oidc: parse claim ", ReasonRequiredClaim},
 	{"empty username via CEL", ReasonEmptyUsername},
@@ -57,7 +61,10 @@ var libraryReasons = []struct{ text, reason string }{
 	{"user info validation rule", ReasonUserRule},
 	{"claim expression", ReasonClaimMapping}, // username, groups and uid expressions
 	{"extra mapping expression", ReasonClaimMapping},
+	{"resulted in error", ReasonClaimMapping}, // a CEL extra mapping's error, returned unwrapped
 	{"malformed jwt", ReasonMalformed},
+	{"id token not signed", ReasonMalformed},
+	{"multiple signatures", ReasonMalformed},
 	{"unmarshal claims", ReasonMalformed},
 	{"could not decode claims", ReasonMalformed},
 	{"oidc: parse claims", ReasonMalformed},
@@ -75,7 +82,8 @@ func reasonOf(err error) string {
 		return ReasonOverload
 	case errors.Is(err, ErrUnknownIssuer):
 		return ReasonUnknownIssuer
-	case errors.Is(err, ErrMalformedToken), errors.Is(err, ErrNonCanonicalToken), errors.Is(err, ErrTimeClaim):
+	case errors.Is(err, ErrMalformedToken), errors.Is(err, ErrNonCanonicalToken), errors.Is(err, ErrTimeClaim),
+		errors.Is(err, ErrCriticalHeader):
 		return ReasonMalformed
 	case errors.As(err, &unknownKey):
 		return ReasonUnknownKID
@@ -89,10 +97,11 @@ func reasonOf(err error) string {
 		return ReasonInternal
 	}
 	msg := err.Error()
+	reason, at := ReasonInternal, len(msg)
 	for _, r := range libraryReasons {
-		if strings.Contains(msg, r.text) {
-			return r.reason
+		if i := strings.Index(msg[:min(len(msg), at+len(r.text))], r.text); i >= 0 && i < at {
+			reason, at = r.reason, i
 		}
 	}
-	return ReasonInternal
+	return reason
 }
