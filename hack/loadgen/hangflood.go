@@ -34,7 +34,7 @@ import (
 
 const (
 	// servedMaxInFlight is `webhook serve`'s default --max-concurrent-reviews (cmd/webhook/app
-	// NewServeOptions); the child halves it per issuer with authn.FairShare, as serve.go does. The
+	// NewServeOptions); the child shares it fairly among issuers (authn.FairShare), as serve.go does. The
 	// other defaults that matter here the child already has: the default MinRefetchInterval, and a
 	// result cache of TTL 10s with the default bounds and no negative caching.
 	servedMaxInFlight = 256
@@ -569,8 +569,8 @@ func reportHangFlood(o options, results []hangResult) {
 	}
 	ncpu := float64(runtime.NumCPU())
 	fmt.Printf("\nForged-token flood against a hanging issuer: issuers A (discovery and JWKS hang) and B; child as `webhook serve`\n")
-	fmt.Printf("defaults (%d reviews in flight, %d per issuer, min refetch interval %s, cache TTL 10s); valid reviews of A and B\n",
-		servedMaxInFlight, authn.FairShare(servedMaxInFlight), authn.DefaultMinRefetchInterval)
+	fmt.Printf("defaults (%d reviews in flight, %d per issuer while one is busy, min refetch interval %s, cache TTL 10s); valid reviews of A and B\n",
+		servedMaxInFlight, authn.FairShare(servedMaxInFlight, 1), authn.DefaultMinRefetchInterval)
 	fmt.Printf("alternate at c=%d, each with a distinct audience (no cache hits); forged tokens name kids A never published.\n\n", o.validConcurrency)
 	fmt.Printf("%-30s %7s %7s %8s %8s %8s %8s %9s %7s %8s %6s %6s %6s %6s\n",
 		"phase", "valid", "refused", "p50", "p99", "p99 A", "p99 B", "forged", "429", "refused", "other", "child", "client", "rest")

@@ -29,9 +29,9 @@ type serverConfig struct {
 	CAPEM    []byte   `json:"caPEM"` // trusted for the issuers' discovery and JWKS
 	Issuers  []string `json:"issuers"`
 	Audience string   `json:"audience"`
-	// MaxInFlight is the handler's bound on concurrent reviews and, halved (authn.FairShare), the
-	// router's per-issuer bound, as `webhook serve` sets both from --max-concurrent-reviews. Zero leaves
-	// both unbounded.
+	// MaxInFlight is the handler's bound on concurrent reviews and the capacity the router shares fairly
+	// among issuers (authn.FairShare), as `webhook serve` sets both from --max-concurrent-reviews. Zero
+	// leaves both unbounded.
 	MaxInFlight int `json:"maxInFlight"`
 	// Stats wraps the handler to count the requests inside it and serves the peak and the GC count
 	// at statsPath.
@@ -144,7 +144,7 @@ func serve(args []string) error {
 func buildRouter(cfg serverConfig) (*authn.Router, error) {
 	router := authn.NewRouter()
 	if cfg.MaxInFlight > 0 {
-		router.SetMaxInFlightPerIssuer(authn.FairShare(cfg.MaxInFlight)) // as cmd/webhook/app/serve.go
+		router.SetMaxInFlight(cfg.MaxInFlight) // as cmd/webhook/app/serve.go
 	}
 	compiler := authn.NewCompiler()
 	var entries []*authn.Entry

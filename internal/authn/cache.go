@@ -111,7 +111,7 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 			c.store(&cached{key: key, resp: resp, entry: entry, expires: now.Add(ttl)})
 		}
 		return resp, true, nil
-	case c.opts.NegativeTTL > 0 && ctx.Err() == nil:
+	case c.opts.NegativeTTL > 0 && ctx.Err() == nil && lasting(err):
 		// Never cache a refusal caused by our own deadline: it says nothing about the token.
 		c.store(&cached{key: key, err: err, generation: generation, expires: now.Add(c.opts.NegativeTTL)})
 	}
@@ -222,4 +222,15 @@ func cacheKey(token string, audiences []string) [32]byte {
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// lasting reports whether a refusal says something about the token itself, and so may be cached. An
+// unknown key (the issuer may just have rotated), no keys yet, overload and internal errors pass with
+// time: caching them would keep refusing a token the next review would accept.
+func lasting(err error) bool {
+	switch reasonOf(err) {
+	case ReasonUnknownKID, ReasonNoKeys, ReasonOverload, ReasonInternal:
+		return false
+	}
+	return true
 }

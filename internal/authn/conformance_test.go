@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -40,10 +41,13 @@ import (
 // claims, and upstream's expected answer. Every row runs through a Router twice, once with the entry
 // as NewEntry builds it (on the fast path when fastPathEligible holds) and once forced onto the
 // general path, and both must give upstream's answer — except in the rows marked stricter, where
-// clustertrust deliberately refuses what kube-apiserver accepts. Upstream cases an OpenIDConnect
-// object cannot express are listed in conformanceNotApplicable with the reason. A test parses the
-// upstream file and fails when a case name is missing from both lists or named twice, so the table
-// is revisited whenever go.mod moves k8s.io/apiserver.
+// clustertrust deliberately refuses what kube-apiserver accepts, or refuses before it reaches the
+// check the upstream case is about. A refusal must also give upstream's reason: reasonOf of our error
+// must equal reasonOf of upstream's error text, or the row's reason where that text cannot say it (see
+// conformanceCase.reason). Upstream cases an OpenIDConnect object cannot express are listed in
+// conformanceNotApplicable with the reason. A test parses the upstream file and fails when a case
+// name is missing from both lists or named twice, so the table is revisited whenever go.mod moves
+// k8s.io/apiserver.
 
 // conformanceUpstreamVersion is the k8s.io/apiserver version the table was translated from.
 const conformanceUpstreamVersion = "v0.37.2"
@@ -78,11 +82,17 @@ type conformanceCase struct {
 	claims       string // the token's payload, signed as is
 
 	want     *user.DefaultInfo // upstream's user; nil when upstream refuses the token
-	wantErr  string            // upstream's error, verbatim, for the record
+	wantErr  string            // upstream's error, verbatim: our refusal must have its reasonOf
 	wantSkip bool              // upstream leaves the token to other authenticators: a refusal here
-	// stricter says why clustertrust deliberately answers differently; ours is then its answer.
+	// stricter says why clustertrust deliberately departs from upstream — it refuses what upstream
+	// accepts, or it refuses before reaching the check the upstream case is about, so agreeing with
+	// upstream's answer would prove nothing; ours is then its answer.
 	stricter string
 	ours     *user.DefaultInfo
+	// reason is the reason (reasonOf) our refusal must carry where upstream's text cannot say it: a
+	// stricter row, a skipped token, or an upstream text reasonOf does not know (ReasonInternal, with a
+	// comment on the row saying why). Any other refusal must carry reasonOf(errors.New(wantErr)).
+	reason string
 }
 
 // conformanceNA is an upstream case that does not apply to clustertrust.
@@ -93,6 +103,10 @@ func conformanceCases(now time.Time) []conformanceCase {
 	at := func(upstream time.Time) int64 { return now.Unix() + upstream.Unix() - conformanceUpstreamNow.Unix() }
 	valid, expired := at(conformanceUpstreamValid), at(conformanceUpstreamExpired)
 	const distributed = "stricter: clustertrust never fetches distributed claims (a token must not make the webhook issue requests), so the token is refused"
+	// distributedUnfetched marks the rows where upstream fetches the claim and refuses what it gets: the
+	// token is groups-distributed's, which clustertrust refuses before any fetch, so it never reaches the
+	// check the case is about and its agreement with upstream's refusal would be vacuous.
+	const distributedUnfetched = "stricter: upstream refuses what the distributed claim endpoint returns; clustertrust refuses the token before any fetch, so the case's check is never reached"
 
 	turtle := fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "exp": %d, "turtle": {"foo": {"1": "a", "2": "b", "other1": {"bit1": true, "bit2": false, "bit3": 1}, "bar": {"3": "c", "4": "d", "other1": {"bit1": true, "bit2": false, "bit3": 1}, "baz": {"5": "e", "6": "f", "panda": ["snorlax", "007", "santa", "claus"], "other1": {"bit1": true, "bit2": false, "bit3": 1}}}}}}`, valid)
 	turtleCfg := func(groups string) Config {
@@ -159,11 +173,13 @@ func conformanceCases(now time.Time) []conformanceCase {
 		{name: "groups-distributed", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
 			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
 			want:     &user.DefaultInfo{Name: "jane", Groups: []string{"team1", "team2"}},
-			stricter: distributed, ours: refused},
-		// Upstream swaps in a client whose transport fails; clustertrust's always does.
+			stricter: distributed, ours: refused, reason: ReasonDistributedClaims},
+		// Upstream swaps in a client whose transport fails; clustertrust's always does. The token is the one
+		// upstream accepts in groups-distributed, so agreeing here tests nothing of upstream's.
 		{name: "groups-distributed invalid client", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
-			claims:  fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
-			wantErr: `oidc: could not expand distributed claims: while getting distributed claim "groups": Get "{{.URL}}/groups": some unexpected oidc error`},
+			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
+			wantErr:  `oidc: could not expand distributed claims: while getting distributed claim "groups": Get "{{.URL}}/groups": some unexpected oidc error`,
+			stricter: distributedUnfetched, ours: refused, reason: ReasonDistributedClaims},
 		{name: "groups-distributed-malformed-claim-names", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
 			claims:  fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "nonexistent-claim-source"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
 			wantErr: "oidc: verify token: oidc: source does not exist"},
@@ -172,20 +188,23 @@ func conformanceCases(now time.Time) []conformanceCase {
 			wantErr: "oidc: verify token: oidc: source does not exist"},
 		// Upstream's endpoint answers a token without the promised claim; clustertrust never asks.
 		{name: "groups-distributed-malformed-distributed-claim", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
-			claims:  fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
-			wantErr: `oidc: could not expand distributed claims: jwt returned by distributed claim endpoint "{{.URL}}/groups" did not contain claim: groups`},
+			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
+			wantErr:  `oidc: could not expand distributed claims: jwt returned by distributed claim endpoint "{{.URL}}/groups" did not contain claim: groups`,
+			stricter: distributedUnfetched, ours: refused, reason: ReasonDistributedClaims},
 		{name: "groups-distributed-unusual-name", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "rabbits"},
 			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"rabbits": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/rabbits", "access_token": "rabbits_token"}}, "exp": %d}`, valid),
 			want:     &user.DefaultInfo{Name: "jane", Groups: []string{"team1", "team2"}},
-			stricter: distributed, ours: refused},
+			stricter: distributed, ours: refused, reason: ReasonDistributedClaims},
 		// Upstream's endpoint answers a token for another audience; clustertrust never asks.
 		{name: "groups-distributed-wrong-audience", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
-			claims:  fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
-			wantErr: `oidc: could not expand distributed claims: verify distributed claim token: oidc: expected audience "my-client" got ["your-client"]`},
+			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
+			wantErr:  `oidc: could not expand distributed claims: verify distributed claim token: oidc: expected audience "my-client" got ["your-client"]`,
+			stricter: distributedUnfetched, ours: refused, reason: ReasonDistributedClaims},
 		// Upstream's endpoint answers an expired token; clustertrust never asks.
 		{name: "groups-distributed-expired-token", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
-			claims:  fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
-			wantErr: "oidc: could not expand distributed claims: verify distributed claim token: oidc: token is expired (Token Expiry: {{.Expired}})"},
+			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
+			wantErr:  "oidc: could not expand distributed claims: verify distributed claim token: oidc: token is expired (Token Expiry: {{.Expired}})",
+			stricter: distributedUnfetched, ours: refused, reason: ReasonDistributedClaims},
 		// The normal claim wins, so nothing is fetched.
 		{name: "groups-distributed-normal-claim-wins", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
 			claims: fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "groups": "team1", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
@@ -196,7 +215,7 @@ func conformanceCases(now time.Time) []conformanceCase {
 		{name: "group-string-claim-distributed", cfg: Config{Issuer: "{{.URL}}", GroupsClaim: "groups"},
 			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
 			want:     &user.DefaultInfo{Name: "jane", Groups: []string{"team1"}},
-			stricter: distributed, ours: refused},
+			stricter: distributed, ours: refused, reason: ReasonDistributedClaims},
 		// An aggregated claim (a source without an endpoint) is ignored: nothing to fetch.
 		{name: "group-string-claim-aggregated-not-supported", cfg: Config{GroupsClaim: "groups"},
 			claims: fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"JWT": "some.jwt.token"}}, "exp": %d}`, valid),
@@ -220,9 +239,11 @@ func conformanceCases(now time.Time) []conformanceCase {
 			wantErr: "oidc: required claim hd value does not match. Got = example.org, want = example.com"},
 
 		// Signature, expiry, audience and issuer.
+		// Upstream's text comes from its test's static key set, not from a library clustertrust runs, so
+		// reasonOf does not know it; it says the token's kid is not among the keys.
 		{name: "invalid-signature", cfg: Config{UsernamePrefix: "prefix:"}, pub: "rsa2:RS256",
 			claims:  fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "username": "jane", "exp": %d}`, valid),
-			wantErr: "oidc: verify token: failed to verify signature: no keys matches jwk keyid"},
+			wantErr: "oidc: verify token: failed to verify signature: no keys matches jwk keyid", reason: ReasonUnknownKID},
 		{name: "expired", cfg: Config{UsernamePrefix: "prefix:"},
 			claims:  fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "username": "jane", "exp": %d}`, expired),
 			wantErr: `oidc: verify token: oidc: token is expired (Token Expiry: {{.Expired}})`},
@@ -249,10 +270,11 @@ func conformanceCases(now time.Time) []conformanceCase {
 			ClaimValidationRules: []apiserver.ClaimValidationRule{{Expression: `sets.equivalent(claims.aud, ["bar", "foo", "baz"])`, Message: "audience must exactly contain [bar, foo, baz]"}}},
 			claims:  fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": ["foo", "baz"], "azp": "not-my-client", "username": "jane", "exp": %d}`, valid),
 			wantErr: `oidc: error evaluating claim validation expression: validation expression 'sets.equivalent(claims.aud, ["bar", "foo", "baz"])' failed: audience must exactly contain [bar, foo, baz]`},
-		// Upstream skips a token of another issuer; the router refuses it as an unknown issuer.
+		// Upstream skips a token of another issuer; the router refuses it as an unknown issuer. (The iss is
+		// readable: a token whose iss cannot be read would be declined too, and refused as malformed.)
 		{name: "invalid-issuer", cfg: Config{UsernamePrefix: "prefix:"},
 			claims:   fmt.Sprintf(`{"iss": "https://example.com", "aud": "my-client", "username": "jane", "exp": %d}`, valid),
-			wantSkip: true},
+			wantSkip: true, reason: ReasonUnknownIssuer},
 
 		// Prefixes.
 		{name: "username-prefix", cfg: Config{UsernamePrefix: "oidc:"},
@@ -264,7 +286,7 @@ func conformanceCases(now time.Time) []conformanceCase {
 		{name: "groups-prefix-distributed", cfg: Config{Issuer: "{{.URL}}", UsernamePrefix: "oidc:", GroupsClaim: "groups", GroupsPrefix: "groups:"},
 			claims:   fmt.Sprintf(`{"iss": "{{.URL}}", "aud": "my-client", "username": "jane", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "{{.URL}}/groups", "access_token": "groups_token"}}, "exp": %d}`, valid),
 			want:     &user.DefaultInfo{Name: "oidc:jane", Groups: []string{"groups:team1", "groups:team2"}},
-			stricter: distributed, ours: refused},
+			stricter: distributed, ours: refused, reason: ReasonDistributedClaims},
 
 		// Signing algorithms.
 		{name: "invalid-signing-alg", cfg: Config{UsernamePrefix: "prefix:"}, sign: "rsa1:PS256", pub: "rsa1:RS256",
@@ -367,7 +389,7 @@ func conformanceCases(now time.Time) []conformanceCase {
 				},
 			},
 			stricter: "stricter: an upstream must never speak for a downstream system: identity, so a system: username is refused (and system: groups would be dropped)",
-			ours:     refused},
+			ours:     refused, reason: ReasonSystemIdentity},
 		{name: "claim mappings with expressions and deeply nested claim - success - claims payload with deep use of __dot__",
 			cfg: Config{
 				ClaimValidationRules: []apiserver.ClaimValidationRule{
@@ -421,15 +443,17 @@ func conformanceCases(now time.Time) []conformanceCase {
 			claims: fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "username": "jane", "groups": null, "exp": %d, "uid": "1234", "baz": "qux"}`, valid),
 			want:   &user.DefaultInfo{Name: "jane"}},
 		{name: "test user validation rule doesn't fail when user info is empty except username",
-			cfg:    Config{ClaimMappings: apiserver.ClaimMappings{Username: celExpr("claims.username"), Groups: celExpr("claims.groups")}, UserValidationRules: emptyUserRules(" ", "username must be single space")},
-			claims: fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "username": " ", "groups": null, "exp": %d, "baz": "qux"}`, valid),
-			want:   &user.DefaultInfo{Name: " "}},
+			cfg:      Config{ClaimMappings: apiserver.ClaimMappings{Username: celExpr("claims.username"), Groups: celExpr("claims.groups")}, UserValidationRules: emptyUserRules(" ", "username must be single space")},
+			claims:   fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "username": " ", "groups": null, "exp": %d, "baz": "qux"}`, valid),
+			want:     &user.DefaultInfo{Name: " "},
+			stricter: "stricter: a blank username is refused like an empty one, under every mapping; kube-apiserver refuses only an empty one, and only from a CEL expression",
+			ours:     refused, reason: ReasonEmptyUsername},
 		{name: "empty username is allowed via claim",
 			cfg:      Config{ClaimMappings: apiserver.ClaimMappings{Groups: celExpr("claims.groups")}, UserValidationRules: emptyUserRules("", "username must be empty string")},
 			claims:   fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "username": "", "groups": null, "exp": %d, "baz": "qux"}`, valid),
 			want:     &user.DefaultInfo{},
 			stricter: "stricter: an empty username is refused under every mapping; kube-apiserver refuses it only from a CEL expression",
-			ours:     refused},
+			ours:     refused, reason: ReasonEmptyUsername},
 		{name: "minimum valid jwt payload", cfg: Config{ClaimMappings: apiserver.ClaimMappings{Username: celExpr("claims.user")}},
 			claims: fmt.Sprintf(`{"iss": "https://auth.example.com", "aud": "my-client", "user": "jane", "exp": %d}`, valid),
 			want:   &user.DefaultInfo{Name: "jane"}},
@@ -544,6 +568,7 @@ func runConformanceCase(t *testing.T, keys conformanceKeys, c conformanceCase) {
 	case c.want == nil && c.wantErr == "" && !c.wantSkip:
 		t.Fatal("the row has no expectation: set want, wantErr or wantSkip")
 	}
+	wantReason := c.wantReason(t, want)
 	if !json.Valid([]byte(c.claims)) {
 		t.Fatalf("claims are not JSON: %s", c.claims)
 	}
@@ -600,7 +625,7 @@ func runConformanceCase(t *testing.T, keys conformanceKeys, c conformanceCase) {
 			r := NewRouter()
 			r.Store("conformance", e)
 			resp, _, err := r.AuthenticateToken(t.Context(), tok)
-			checkConformanceAnswer(t, c, want, resp, err)
+			checkConformanceAnswer(t, c, want, wantReason, resp, err)
 		})
 	}
 
@@ -611,17 +636,55 @@ func runConformanceCase(t *testing.T, keys conformanceKeys, c conformanceCase) {
 	}
 }
 
+// wantReason returns the reason the row's refusal must carry ("" when want accepts the token): the
+// row's reason, or else reasonOf upstream's error text. It fails the row when that reason cannot be
+// known, or when reason is set where it should not be: on an accepted token, or over a reason
+// upstream's text does give on a row that is not stricter (a different reason is a stricter row).
+func (c conformanceCase) wantReason(t *testing.T, want *user.DefaultInfo) string {
+	t.Helper()
+	upstream := ""
+	if c.wantErr != "" {
+		upstream = reasonOf(errors.New(c.wantErr))
+	}
+	switch {
+	case want != nil:
+		if c.reason != "" {
+			t.Fatalf("reason %s is set on a row whose token is accepted", c.reason)
+		}
+		return ""
+	case c.stricter != "" || c.wantSkip:
+		if c.reason == "" {
+			t.Fatal("a stricter or skipped row's refusal needs its reason: set reason")
+		}
+	case c.reason == "":
+		if upstream == ReasonInternal {
+			t.Fatalf("reasonOf does not know upstream's text %q: set reason, with a comment saying why", c.wantErr)
+		}
+		return upstream
+	case upstream != ReasonInternal:
+		t.Fatalf("reason %s is set where upstream's text %q gives %s: drop reason, or mark the row stricter if it differs on purpose", c.reason, c.wantErr, upstream)
+	}
+	if c.reason == ReasonInternal {
+		t.Fatal("reason internal is never a refusal's expected reason")
+	}
+	return c.reason
+}
+
 // checkConformanceAnswer compares the router's answer with the row's: the user exactly, once the extras
-// clustertrust adds itself (authentication.clustertrust.io/…) are removed; or a refusal. Empty and nil
-// groups or extra are equal, as they are in a TokenReview.
-func checkConformanceAnswer(t *testing.T, c conformanceCase, want *user.DefaultInfo, resp *authenticator.Response, err error) {
+// clustertrust adds itself (authentication.clustertrust.io/…) are removed; or a refusal for wantReason.
+// Empty and nil groups or extra are equal, as they are in a TokenReview.
+func checkConformanceAnswer(t *testing.T, c conformanceCase, want *user.DefaultInfo, wantReason string, resp *authenticator.Response, err error) {
 	t.Helper()
 	if want == nil {
 		if err == nil && resp != nil {
-			t.Errorf("accepted as %s, want a refusal (%s)", describeUser(resp.User), c.refusalReason())
+			t.Errorf("accepted as %s, want a refusal for %s (%s)", describeUser(resp.User), wantReason, c.refusalReason())
 			return
 		}
-		t.Logf("refused: %v; upstream: %s", err, c.refusalReason())
+		if got := reasonOf(err); got != wantReason {
+			t.Errorf("refused for %s, want %s\nours:     %v\nupstream: %s", got, wantReason, err, c.refusalReason())
+			return
+		}
+		t.Logf("refused for %s: %v; upstream: %s", wantReason, err, c.refusalReason())
 		return
 	}
 	if err != nil || resp == nil {
@@ -675,6 +738,8 @@ func (c conformanceCase) pubKeys() string {
 
 func (c conformanceCase) refusalReason() string {
 	switch {
+	case c.stricter != "" && c.wantErr != "":
+		return c.stricter + "; upstream's own error: " + c.wantErr
 	case c.stricter != "":
 		return c.stricter
 	case c.wantSkip:

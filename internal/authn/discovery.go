@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 )
@@ -84,7 +85,7 @@ func discover(ctx context.Context, client *http.Client, discoveryURL, issuer str
 		return "", fmt.Errorf("discovery document names issuer %q, want %q", doc.Issuer, issuer)
 	}
 	if !strings.HasPrefix(doc.JWKSURI, "https://") {
-		return "", fmt.Errorf("discovery document has jwks_uri %q, want an https URL", doc.JWKSURI)
+		return "", fmt.Errorf("discovery document has jwks_uri %q, want an https URL", redact(doc.JWKSURI))
 	}
 	return doc.JWKSURI, nil
 }
@@ -113,18 +114,32 @@ func get(ctx context.Context, client *http.Client, url, accept string, maxBytes 
 	req.Header.Set("Accept", accept)
 	resp, err := client.Do(req)
 	if err != nil {
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			ue.URL = redact(ue.URL) // the URL of the last redirect, as the issuer wrote it
+		}
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", redact(url), resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("could not read %s: %w", url, err)
+		return nil, fmt.Errorf("could not read %s: %w", redact(url), err)
 	}
 	if int64(len(body)) > maxBytes {
-		return nil, fmt.Errorf("GET %s: response larger than %d bytes", url, maxBytes)
+		return nil, fmt.Errorf("GET %s: response larger than %d bytes", redact(url), maxBytes)
 	}
 	return body, nil
+}
+
+// redact hides the password of a URL's user info: URLs from an issuer's documents and redirects end up
+// in errors, and so in status conditions and logs.
+func redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
 }

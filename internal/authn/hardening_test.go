@@ -145,7 +145,7 @@ func TestFairSharePerIssuer(t *testing.T) {
 	t.Parallel()
 	busy, calm := newIssuer(t, jose.RS256), newIssuer(t, jose.RS256)
 	r := NewRouter()
-	r.SetMaxInFlightPerIssuer(2)
+	r.SetMaxInFlight(4) // busy alone: a share of 2
 	r.Store("busy", startEntry(t, baseConfig(busy)))
 	calmCfg := baseConfig(calm)
 	calmCfg.Name = "calm"
@@ -239,6 +239,7 @@ func TestTimeClaimsCannotOverflow(t *testing.T) {
 		{"exp 1e300", `"iat":0,"exp":1e300`, nil}, // go-oidc's int64 conversion: expired, refused before
 		{"exp beyond the year 9999", fmt.Sprintf(`"iat":%d,"exp":%d`, now, int64(maxNumericDate)+1), ErrTimeClaim},
 		{"exp fractional", fmt.Sprintf(`"iat":%d,"exp":%d.5`, now, now+3600), nil},
+		{"iat in the future, as late as exp", fmt.Sprintf(`"iat":%d,"exp":%d`, now+10*year, now+10*year), ErrLifetime},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tok := d.sign(t, "", claims(tt.times))
@@ -287,6 +288,28 @@ func TestLookAlikeTokens(t *testing.T) {
 		}
 	}
 
+	// Bits a segment's last character carries beyond its bytes: Go's decoders ignore them, so they
+	// would give each token thousands of spellings.
+	spellings := 0
+	for seg, part := range strings.Split(valid, ".") {
+		pad := map[int]int{2: 4, 3: 2}[len(part)%4]
+		last := base64URLValue(part[len(part)-1])
+		for x := 1; x < 1<<pad; x++ {
+			parts := strings.Split(valid, ".")
+			parts[seg] = part[:len(part)-1] + string(base64URLAlphabet[last^x])
+			spellings++
+			if st := a.review(t, strings.Join(parts, ".")); st.Authenticated {
+				t.Errorf("segment %d with unused bits %#x set: authenticated", seg, x)
+			}
+		}
+	}
+	for _, tok := range []string{"ab.a.cd", "abcde.abcd.ab"} { // segments of lengths that encode no whole byte
+		if canonical(tok) {
+			t.Errorf("%q is canonical", tok)
+		}
+	}
+	t.Logf("%d other spellings of one token refused", spellings)
+
 	r := NewRouter()
 	r.Store("hub", startEntry(t, baseConfig(a.other)))
 	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Minute})
@@ -308,7 +331,7 @@ func TestEmptyUsernameRefused(t *testing.T) {
 	t.Parallel()
 	d := newDifferential(t)
 	now := time.Now().Unix()
-	for _, sub := range []string{`""`, `null`} {
+	for _, sub := range []string{`""`, `null`, `" "`, `"\t\n"`} {
 		payload := fmt.Sprintf(`{"iss":%q,"sub":%s,"aud":%q,"exp":%d}`, d.issuer, sub, testAudience, now+600)
 		tok := d.sign(t, "", payload)
 		for _, config := range []string{"sa", "noprefix"} {
@@ -334,11 +357,13 @@ func TestKeyFetchStaysOnHTTPS(t *testing.T) {
 	var srv *httptest.Server
 	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/to-http" + wellKnownPath, "/to-https" + wellKnownPath, "/loop" + wellKnownPath:
+		case "/to-http" + wellKnownPath, "/to-https" + wellKnownPath, "/loop" + wellKnownPath, "/to-http-with-password" + wellKnownPath:
 			prefix := strings.TrimSuffix(r.URL.Path, wellKnownPath)
 			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL + prefix, "jwks_uri": srv.URL + prefix + "/jwks"})
 		case "/to-http/jwks":
 			http.Redirect(w, r, plain.URL+"/jwks", http.StatusFound)
+		case "/to-http-with-password/jwks":
+			http.Redirect(w, r, strings.Replace(plain.URL, "http://", "http://bob:S3CRET@", 1)+"/jwks", http.StatusTemporaryRedirect)
 		case "/to-https/jwks":
 			http.Redirect(w, r, srv.URL+"/keys", http.StatusMovedPermanently)
 		case "/loop/jwks":
@@ -361,6 +386,7 @@ func TestKeyFetchStaysOnHTTPS(t *testing.T) {
 	}{
 		{prefix: "/to-https"},
 		{prefix: "/to-http", wantErr: ErrInsecureRedirect, wantMsg: "non-https"},
+		{prefix: "/to-http-with-password", wantErr: ErrInsecureRedirect, wantMsg: "non-https"},
 		{prefix: "/loop", wantMsg: "redirects"},
 	} {
 		ks, err := NewKeySet(KeySetOptions{Issuer: srv.URL + tt.prefix, Client: client, Log: logr.Discard()})
@@ -376,6 +402,121 @@ func TestKeyFetchStaysOnHTTPS(t *testing.T) {
 			t.Errorf("%s: %v, %d keys; want no keys and an error mentioning %q", tt.prefix, st.LastError, len(st.Keys), tt.wantMsg)
 		case tt.wantErr != nil && !errors.Is(st.LastError, tt.wantErr):
 			t.Errorf("%s: %v does not wrap %v", tt.prefix, st.LastError, tt.wantErr)
+		case st.LastError != nil && strings.Contains(st.LastError.Error(), "S3CRET"):
+			t.Errorf("%s: the error shows a password from a URL: %v", tt.prefix, st.LastError)
+		}
+	}
+}
+
+const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// TestFairShareLeavesRoomForAnotherIssuer: however many issuers are busy, the ones holding slots leave
+// room for one more.
+func TestFairShareLeavesRoomForAnotherIssuer(t *testing.T) {
+	t.Parallel()
+	const capacity = 4
+	r := NewRouter()
+	r.SetMaxInFlight(capacity)
+	var issuers []*testissuer.Issuer
+	for i := range 3 {
+		iss := newIssuer(t, jose.ES256)
+		cfg := baseConfig(iss)
+		cfg.Name = fmt.Sprintf("e%d", i)
+		r.Store(cfg.Name, startEntry(t, cfg))
+		issuers = append(issuers, iss)
+	}
+	held := 0
+	for _, iss := range issuers[:2] { // two issuers in trouble take all they are given
+		for range capacity {
+			if _, _, err := r.Admit(iss.URL); err != nil {
+				break
+			}
+			held++
+		}
+	}
+	if held >= capacity {
+		t.Fatalf("two issuers hold %d of %d slots: none is left for a third", held, capacity)
+	}
+	if _, _, err := r.Admit(issuers[2].URL); err != nil {
+		t.Fatalf("a third issuer is refused while two hold %d slots: %v", held, err)
+	}
+	for busy, want := range map[int64]int64{0: 2, 1: 2, 2: 1, 3: 1} {
+		if got := FairShare(capacity, busy); got != want {
+			t.Errorf("FairShare(%d, %d) = %d, want %d", capacity, busy, got, want)
+		}
+	}
+	if got := FairShare(256, 1); got != 128 {
+		t.Errorf("FairShare(256, 1) = %d, want 128", got)
+	}
+}
+
+// TestRefetchWaitOncePerReview: an issuer with several objects (one key set each) costs a forged token
+// one wait at most, not one per object.
+func TestRefetchWaitOncePerReview(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	for i := range 6 {
+		cfg := baseConfig(iss)
+		cfg.Name = fmt.Sprintf("tenant-%d", i)
+		cfg.Audiences = []string{fmt.Sprintf("aud-%d", i)}
+		cfg.MinRefetchInterval = time.Millisecond
+		r.Store(cfg.Name, startEntry(t, cfg))
+	}
+	attacker, err := testissuer.NewKey(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := testissuer.MintFor(attacker, iss.URL, testissuer.Claims{"sub": "m", "aud": "aud-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss.SetDelay(time.Minute)
+	time.Sleep(5 * time.Millisecond)
+	start := time.Now()
+	if _, ok, _ := r.AuthenticateToken(context.Background(), forged); ok {
+		t.Fatal("forged token authenticated")
+	}
+	if took := time.Since(start); took > 3*unknownKidWait {
+		t.Fatalf("one forged review of an issuer with 6 objects waited %s", took)
+	}
+}
+
+// TestNegativeCacheKeepsOnlyLastingRefusals: with a negative cache, a refusal that passes with time (an
+// unknown key, before the issuer's rotation is fetched) is not cached, while one that holds is.
+func TestNegativeCacheKeepsOnlyLastingRefusals(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	cfg := baseConfig(iss)
+	cfg.MinRefetchInterval = 50 * time.Millisecond
+	r := NewRouter()
+	r.Store("hub", startEntry(t, cfg))
+	c := NewCachingAuthenticator(r, CacheOptions{TTL: time.Minute, NegativeTTL: time.Hour})
+	iss.SetFailing(true)
+	if _, err := iss.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	rotated := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
+	time.Sleep(60 * time.Millisecond)
+	if _, ok, err := c.AuthenticateToken(context.Background(), rotated); ok || reasonOf(err) != ReasonUnknownKID {
+		t.Fatalf("while the issuer fails: ok=%v err=%v, want an unknown key", ok, err)
+	}
+	iss.SetFailing(false)
+	time.Sleep(60 * time.Millisecond)
+	if _, ok, err := c.AuthenticateToken(context.Background(), rotated); !ok {
+		t.Fatalf("after the issuer recovered: %v (a cached refusal?)", err)
+	}
+	expired := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience, "exp": time.Now().Add(-time.Minute).Unix()})
+	_, _, _ = c.AuthenticateToken(context.Background(), expired)
+	if st := c.Stats(); st.Size != 2 {
+		t.Fatalf("cache holds %d results, want the success and the expired token's refusal", st.Size)
+	}
+	for err, want := range map[error]bool{
+		&UnknownKeyError{KID: "k"}: false, ErrNoKeys: false, ErrOverloaded: false, context.DeadlineExceeded: false,
+		errors.New("oidc: verify token: oidc: token is expired"): true, ErrSystemUsername: true,
+	} {
+		if lasting(err) != want {
+			t.Errorf("lasting(%v) = %v, want %v", err, !want, want)
 		}
 	}
 }

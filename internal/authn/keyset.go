@@ -35,7 +35,8 @@ const (
 	// key rotation is served within it when the issuer answers promptly; a slow or hanging issuer costs a
 	// forged token at most this long, never the fetch's own deadline.
 	unknownKidWait = time.Second
-	// maxRefetchWaiters bounds the reviews of one issuer that wait for an unknown-kid refetch at once:
+	// maxRefetchWaiters bounds the reviews of one issuer (and of one key set) that wait for an unknown-kid
+	// refetch at once:
 	// enough for the burst of a real key rotation, too few for forged tokens to hold capacity.
 	maxRefetchWaiters = 8
 	// wellKnownPath is appended to the issuer URL when no discovery URL is configured.
@@ -291,6 +292,12 @@ func (k *KeySet) refetch(ctx context.Context) bool {
 		k.mu.Unlock()
 		return false
 	}
+	gate := refetchGateFrom(ctx)
+	if !gate.enter() {
+		k.mu.Unlock()
+		return false
+	}
+	defer gate.leave()
 	k.waiters++
 	k.mu.Unlock()
 	defer func() {
@@ -446,5 +453,48 @@ func withPayloadRecorder(ctx context.Context) (context.Context, *[]byte) {
 func recordPayload(ctx context.Context, payload []byte) {
 	if p, ok := ctx.Value(payloadKey{}).(*[]byte); ok {
 		*p = payload
+	}
+}
+
+// refetchGate is what the router tells a review's key sets: an issuer may have several objects, each
+// with a key set of its own, and a review tries them in turn. The gate lets the review wait for an
+// unknown-kid refetch once, not once per object, and counts the waiting reviews of the whole issuer
+// against maxRefetchWaiters. A review runs on one goroutine, so used needs no lock.
+type refetchGate struct {
+	used    bool
+	waiters *atomic.Int64
+}
+
+type refetchGateKey struct{}
+
+func withRefetchGate(ctx context.Context, waiters *atomic.Int64) context.Context {
+	return context.WithValue(ctx, refetchGateKey{}, &refetchGate{waiters: waiters})
+}
+
+func refetchGateFrom(ctx context.Context) *refetchGate {
+	g, _ := ctx.Value(refetchGateKey{}).(*refetchGate)
+	return g
+}
+
+// enter takes a waiting place, or reports that the review may not wait. A nil gate (a key set used
+// outside a router) admits every review; the key set's own bound still holds.
+func (g *refetchGate) enter() bool {
+	if g == nil {
+		return true
+	}
+	if g.used {
+		return false
+	}
+	if g.waiters.Add(1) > maxRefetchWaiters {
+		g.waiters.Add(-1)
+		return false
+	}
+	g.used = true
+	return true
+}
+
+func (g *refetchGate) leave() {
+	if g != nil {
+		g.waiters.Add(-1)
 	}
 }

@@ -33,9 +33,10 @@ const (
 // ErrSystemUsername is returned when a token would map to a reserved system: username.
 var ErrSystemUsername = errors.New("token maps to a reserved system: username")
 
-// ErrEmptyUsername is returned when the username claim is empty (or null): every such token would share
-// one identity, "" or the bare prefix. Kubernetes refuses an empty username from its CEL mappings;
-// clustertrust refuses it from every mapping.
+// ErrEmptyUsername is returned when the username claim is empty, null or blank: every such token would
+// share one identity, "" or the bare prefix. Kubernetes refuses an empty username from its CEL
+// mappings; clustertrust refuses a blank one from every mapping. (A CEL username expression that adds
+// a prefix of its own is the expression's to guard: only its result is seen.)
 var ErrEmptyUsername = errors.New("token maps to an empty username")
 
 // ErrTimeClaim is wrapped when exp, nbf or iat holds a value no real token carries.
@@ -125,7 +126,7 @@ func (e *Entry) completeUser(resp *authenticator.Response, c tokenClaims, raw ma
 	if strings.HasPrefix(info.Name, systemPrefix) {
 		return time.Time{}, ErrSystemUsername
 	}
-	if info.Name == "" || (e.cfg.ClaimMappings.Username.Expression == "" && info.Name == e.cfg.UsernamePrefix) {
+	if strings.TrimSpace(info.Name) == "" || (e.cfg.ClaimMappings.Username.Expression == "" && strings.TrimSpace(strings.TrimPrefix(info.Name, e.cfg.UsernamePrefix)) == "") {
 		return time.Time{}, ErrEmptyUsername
 	}
 	if info.Extra == nil {
@@ -226,6 +227,11 @@ func (e *Entry) checkLifetime(c tokenClaims) error {
 	}
 	if lifetime := *c.Expiry - *start; lifetime > e.cfg.MaxTokenLifetime.Seconds() {
 		return fmt.Errorf("%w: the token lives %.0fs, the maximum is %s", ErrLifetime, lifetime, e.cfg.MaxTokenLifetime)
+	}
+	// A start in the future would shorten the lifetime on paper while the token stays valid until exp:
+	// what is left of it counts as well.
+	if left := *c.Expiry - float64(time.Now().Unix()); left > e.cfg.MaxTokenLifetime.Seconds() {
+		return fmt.Errorf("%w: the token is valid for %.0fs more, the maximum is %s", ErrLifetime, left, e.cfg.MaxTokenLifetime)
 	}
 	return nil
 }

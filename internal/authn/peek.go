@@ -24,24 +24,63 @@ const MaxTokenBytesLimit = 64 << 10
 // ErrMalformedToken is returned for anything that is not a compact JWS with a string iss claim.
 var ErrMalformedToken = errors.New("token is not a JWT with an iss claim")
 
-// ErrNonCanonicalToken is returned for a token with a byte outside the base64url alphabet and its two
-// dots. Go's base64 decoders skip CR and LF, so without this check "h.\np.s" would verify as the
+// ErrNonCanonicalToken is returned for a token that is not canonical (see canonical). Go's base64
+// decoders skip CR and LF and ignore unused bits, so without this check "h.\np.s" would verify as the
 // token "h.p.s": two strings, one identity, and two cache keys for it.
-var ErrNonCanonicalToken = errors.New("token is not a compact JWS: only base64url characters and two dots are allowed")
+var ErrNonCanonicalToken = errors.New("token is not a compact JWS in canonical form: three base64url segments without padding, joined by two dots")
 
-// canonical reports whether token holds only base64url characters and exactly two dots.
+// canonical reports whether token is three segments of canonical unpadded base64url joined by two dots:
+// only the alphabet's characters, no segment of a length that encodes no whole byte, and no bits set
+// in a last character beyond the bytes it encodes. Go's decoders ignore those bits, so without the
+// last rule each token would have up to 4,096 spellings that all verify, each a distinct cache key.
 func canonical(token string) bool {
-	dots := 0
-	for i := 0; i < len(token); i++ {
-		switch c := token[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		case c == '.':
-			dots++
-		default:
+	dots, segment := 0, 0
+	for i := 0; i <= len(token); i++ {
+		if i == len(token) || token[i] == '.' {
+			if !canonicalTail(token[segment:i]) {
+				return false
+			}
+			if i < len(token) {
+				dots++
+				segment = i + 1
+			}
+			continue
+		}
+		if base64URLValue(token[i]) < 0 {
 			return false
 		}
 	}
 	return dots == 2
+}
+
+// canonicalTail checks the length of one segment and the unused low bits of its last character.
+func canonicalTail(seg string) bool {
+	switch len(seg) % 4 {
+	case 1:
+		return false
+	case 2: // 12 bits for one byte: the last character's low 4 are unused
+		return base64URLValue(seg[len(seg)-1])&0xF == 0
+	case 3: // 18 bits for two bytes: the low 2 are unused
+		return base64URLValue(seg[len(seg)-1])&0x3 == 0
+	}
+	return true
+}
+
+// base64URLValue is c's value in the base64url alphabet, or -1.
+func base64URLValue(c byte) int {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return int(c - 'A')
+	case c >= 'a' && c <= 'z':
+		return int(c-'a') + 26
+	case c >= '0' && c <= '9':
+		return int(c-'0') + 52
+	case c == '-':
+		return 62
+	case c == '_':
+		return 63
+	}
+	return -1
 }
 
 // PeekIssuer returns the iss claim of a compact JWS WITHOUT verifying it.

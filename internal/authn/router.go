@@ -31,8 +31,10 @@ type Router struct {
 	// index maps an issuer to its *route, never modified once stored.
 	index      sync.Map
 	generation atomic.Uint64
-	// maxPerIssuer bounds the reviews one issuer may have in flight (0: no bound).
-	maxPerIssuer atomic.Int64
+	// maxInFlight is the capacity the issuers share (0: no bound); busy counts the issuers with
+	// reviews in flight.
+	maxInFlight atomic.Int64
+	busy        atomic.Int64
 }
 
 // route is what the index holds for one issuer: its entries in the order they are tried, and the count
@@ -40,39 +42,55 @@ type Router struct {
 type route struct {
 	entries  []*Entry
 	inflight *atomic.Int64
+	// refetchWaiters counts the issuer's reviews waiting for an unknown-kid refetch, whichever of
+	// its objects' key sets they wait on.
+	refetchWaiters *atomic.Int64
 }
 
-// SetMaxInFlightPerIssuer bounds how many reviews of one issuer may run at once; 0 removes the bound.
-// Tokens name their issuer, so whoever can send tokens can choose which issuer's trouble to hit: with
-// the bound, one issuer (slow keys, a flood of forged tokens) can never hold the capacity the others
-// need.
-func (r *Router) SetMaxInFlightPerIssuer(n int) { r.maxPerIssuer.Store(int64(n)) }
+// SetMaxInFlight sets the review capacity the issuers share (the handler's MaxInFlight), from which
+// Admit computes each issuer's fair share; 0 removes the bound. Tokens name their issuer, so whoever
+// can send tokens chooses which issuer's trouble to hit: with the share, issuers in trouble (slow keys,
+// floods of forged tokens) can never hold the capacity the others need.
+func (r *Router) SetMaxInFlight(n int) { r.maxInFlight.Store(int64(n)) }
 
 // Admit takes one of issuer's review slots for a review of one of its tokens; release gives it back.
 // It refuses with ErrUnknownIssuer when no entry serves issuer, and with ErrOverloaded when issuer
-// already has its share (SetMaxInFlightPerIssuer) in flight. issuerHash labels the issuer in metrics
-// ("" for an unknown one). The handler admits a review before it takes one of the slots all issuers
-// share, so one issuer's reviews, however stalled, never hold more than its share of those either.
+// already holds its fair share: FairShare of the capacity, with every issuer that has reviews in flight
+// counted. issuerHash labels the issuer in metrics ("" for an unknown one). The handler admits a
+// review before it takes one of the slots all issuers share, so an issuer's reviews, however stalled,
+// never hold more than its share of those either.
 func (r *Router) Admit(issuer string) (release func(), issuerHash string, err error) {
 	rt := r.lookup(issuer)
 	if rt == nil || len(rt.entries) == 0 {
 		return nil, "", ErrUnknownIssuer
 	}
 	issuerHash = rt.entries[0].issuerHash
-	limit := r.maxPerIssuer.Load()
-	if limit <= 0 {
+	capacity := r.maxInFlight.Load()
+	if capacity <= 0 {
 		return func() {}, issuerHash, nil
 	}
-	if rt.inflight.Add(1) > limit {
-		rt.inflight.Add(-1)
+	n := rt.inflight.Add(1)
+	if n == 1 {
+		r.busy.Add(1)
+	}
+	if n > FairShare(capacity, r.busy.Load()) {
+		r.leave(rt)
 		return nil, issuerHash, ErrOverloaded
 	}
-	return func() { rt.inflight.Add(-1) }, issuerHash, nil
+	return func() { r.leave(rt) }, issuerHash, nil
 }
 
-// FairShare is the share of maxInFlight concurrent reviews that one issuer may hold: half, so that
-// whatever one issuer's tokens do, the others keep at least as much capacity as it has.
-func FairShare(maxInFlight int) int { return max(1, maxInFlight/2) }
+func (r *Router) leave(rt *route) {
+	if rt.inflight.Add(-1) == 0 {
+		r.busy.Add(-1)
+	}
+}
+
+// FairShare is how many of capacity concurrent reviews one issuer may hold while busy issuers
+// (itself included) have reviews in flight: capacity/(busy+1), at least 1. The busy issuers together
+// hold at most busy/(busy+1) of the capacity, so an issuer that is not yet busy always finds room:
+// half the capacity is left while one issuer is busy, a third while two are.
+func FairShare(capacity, busy int64) int64 { return max(1, capacity/(max(busy, 1)+1)) }
 
 // NewRouter returns an empty router.
 func NewRouter() *Router {
@@ -214,11 +232,11 @@ next:
 		candidate.entry.routed.Store(true)
 		entries = append(entries, candidate.entry)
 	}
-	inflight := new(atomic.Int64)
+	rt := &route{entries: entries, inflight: new(atomic.Int64), refetchWaiters: new(atomic.Int64)}
 	if old := r.lookup(issuer); old != nil {
-		inflight = old.inflight
+		rt.inflight, rt.refetchWaiters = old.inflight, old.refetchWaiters
 	}
-	r.index.Store(issuer, &route{entries: entries, inflight: inflight})
+	r.index.Store(issuer, rt)
 }
 
 // conflicting reports whether two entries of one issuer would both accept some token (their audiences
@@ -250,6 +268,7 @@ func (r *Router) authenticate(ctx context.Context, token string) (*authenticator
 		return nil, nil, time.Time{}, ErrUnknownIssuer
 	}
 	noteIssuer(ctx, rt.entries[0])
+	ctx = withRefetchGate(ctx, rt.refetchWaiters)
 	var firstErr error
 	for _, e := range rt.entries {
 		resp, expiry, err := e.authenticate(ctx, token)

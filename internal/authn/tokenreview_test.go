@@ -18,20 +18,20 @@ import (
 	"github.com/go-logr/logr"
 )
 
-const secretToken = "header.eyJpc3MiOiJodHRwczovL2EifQ.signature-that-must-never-be-echoed"
+const secretToken = "headerAA.eyJpc3MiOiJodHRwczovL2EifQ.signature-that-must-never-be-echoedA"
 
-// fakeAuthenticator accepts the token "good.to.ken" and rejects everything else.
+// fakeAuthenticator accepts the token "good.good.good" and rejects everything else.
 type fakeAuthenticator struct{ gotAudiences []string }
 
 func (f *fakeAuthenticator) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
 	f.gotAudiences, _ = authenticator.AudiencesFrom(ctx)
 	switch token {
-	case "good.to.ken":
+	case "good.good.good":
 		return &authenticator.Response{
 			User:      &user.DefaultInfo{Name: "hub:alice", UID: "u1", Groups: []string{"hub:dev"}, Extra: map[string][]string{"k": {"v"}}},
 			Audiences: []string{"aud-1"},
 		}, true, nil
-	case "bro.ken.x":
+	case "brok.brok.brok":
 		return nil, false, errors.New("could not check")
 	}
 	return nil, false, errors.New("token signature is invalid")
@@ -58,8 +58,8 @@ func TestHandler(t *testing.T) {
 		wantAuthn   bool
 		wantError   string
 	}{
-		{name: "v1 authenticated", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good.to.ken","audiences":["aud-1"]}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantAuthn: true},
-		{name: "v1beta1 answered in v1beta1", body: `{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"good.to.ken"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1beta1", wantAuthn: true},
+		{name: "v1 authenticated", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good.good.good","audiences":["aud-1"]}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantAuthn: true},
+		{name: "v1beta1 answered in v1beta1", body: `{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"good.good.good"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1beta1", wantAuthn: true},
 		{name: "rejected", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + secretToken + `"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "token signature is invalid"},
 		{name: "empty token", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "token is empty"},
 		{name: "oversized token", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "longer than"},
@@ -110,7 +110,7 @@ func TestHandlerPassesAudiencesAndUser(t *testing.T) {
 	t.Parallel()
 	fake := &fakeAuthenticator{}
 	h := &Handler{Authenticator: fake, Log: logr.Discard()}
-	rec, _ := post(t, h, http.MethodPost, `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good.to.ken","audiences":["aud-1","aud-2"]}}`)
+	rec, _ := post(t, h, http.MethodPost, `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good.good.good","audiences":["aud-1","aud-2"]}}`)
 	var review authenticationv1.TokenReview
 	if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func (b *blockingAuthenticator) AuthenticateToken(context.Context, string) (*aut
 
 func TestHandlerLimits(t *testing.T) {
 	t.Parallel()
-	review := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x.y.z"}}`
+	review := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"xxxx.yyyy.zzzz"}}`
 	t.Run("concurrency bound answers 429 with Retry-After", func(t *testing.T) {
 		t.Parallel()
 		b := &blockingAuthenticator{entered: make(chan struct{}, 2), release: make(chan struct{})}

@@ -83,7 +83,6 @@ func TestMain(m *testing.M) {
 // subsetRan tells the after-suite checks that -run or -skip narrowed the tests m.Run ran.
 var subsetRan bool
 
-
 // documentedMetrics are the metrics the README documents, each of which must have a non-zero sample
 // after the suite. (clustertrust_unauthorized_callers_total needs --client-ca-file; the integration
 // suite checks it.) ownReviews marks those the check's own object and reviews produce whatever ran

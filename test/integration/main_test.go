@@ -237,7 +237,6 @@ func run(m *testing.M) (int, error) {
 // subsetRan tells the after-suite checks that -run or -skip narrowed the tests m.Run ran.
 var subsetRan bool
 
-
 func waitHTTP(url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error

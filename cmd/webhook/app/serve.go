@@ -119,7 +119,7 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 	// One router, handed to both sides: the registry writes entries, the handler reads them.
 	router := authn.NewRouter()
 	if o.MaxConcurrentReviews > 0 {
-		router.SetMaxInFlightPerIssuer(authn.FairShare(o.MaxConcurrentReviews))
+		router.SetMaxInFlight(o.MaxConcurrentReviews)
 	}
 	rec := &registry.Reconciler{
 		Router:             router,
