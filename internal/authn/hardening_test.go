@@ -175,7 +175,7 @@ func TestFairSharePerIssuer(t *testing.T) {
 	busyToken := mint(t, busy, testissuer.Claims{"sub": "a", "aud": testAudience})
 	var releases []func()
 	for range 2 { // two reviews of busy are in flight
-		release, _, err := r.Admit(busy.URL)
+		release, _, err := r.Admit(busyToken)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func TestFairSharePerIssuer(t *testing.T) {
 	}
 	// A rebuild of busy's route (its object changed) keeps the count, so a change cannot reset the share.
 	r.Store("busy", startEntry(t, baseConfig(busy)))
-	if _, _, err := r.Admit(busy.URL); !errors.Is(err, ErrOverloaded) {
+	if _, _, err := r.Admit(busyToken); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("after a rebuild: %v, want ErrOverloaded", err)
 	}
 	for _, release := range releases {
@@ -427,8 +427,9 @@ func TestFairShareLeavesRoomForAnotherIssuer(t *testing.T) {
 	}
 	held := 0
 	for _, iss := range issuers[:2] { // two issuers in trouble take all they are given
+		tok := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
 		for range capacity {
-			if _, _, err := r.Admit(iss.URL); err != nil {
+			if _, _, err := r.Admit(tok); err != nil {
 				break
 			}
 			held++
@@ -437,7 +438,7 @@ func TestFairShareLeavesRoomForAnotherIssuer(t *testing.T) {
 	if held >= capacity {
 		t.Fatalf("two issuers hold %d of %d slots: none is left for a third", held, capacity)
 	}
-	if _, _, err := r.Admit(issuers[2].URL); err != nil {
+	if _, _, err := r.Admit(mint(t, issuers[2], testissuer.Claims{"sub": "a", "aud": testAudience})); err != nil {
 		t.Fatalf("a third issuer is refused while two hold %d slots: %v", held, err)
 	}
 	for busy, want := range map[int64]int64{0: 2, 1: 2, 2: 1, 3: 1} {
@@ -517,6 +518,46 @@ func TestNegativeCacheKeepsOnlyLastingRefusals(t *testing.T) {
 	} {
 		if lasting(err) != want {
 			t.Errorf("lasting(%v) = %v, want %v", err, !want, want)
+		}
+	}
+}
+
+// TestForgedKeyIDsHaveTheirOwnShare: tokens naming a key id the issuer does not hold count against a
+// share of their own, so a flood of them leaves the issuer's valid tokens their share.
+func TestForgedKeyIDsHaveTheirOwnShare(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	r.SetMaxInFlight(4)
+	r.Store("hub", startEntry(t, baseConfig(iss)))
+	attacker, err := testissuer.NewKey(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := testissuer.MintFor(attacker, iss.URL, testissuer.Claims{"sub": "m", "aud": testAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for range 4 {
+		if _, _, err := r.Admit(forged); err != nil {
+			if !errors.Is(err, ErrOverloaded) {
+				t.Fatal(err)
+			}
+			break
+		}
+		held++
+	}
+	if held == 0 || held >= 4 {
+		t.Fatalf("forged tokens hold %d of 4 slots", held)
+	}
+	valid := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
+	if _, _, err := r.Admit(valid); err != nil {
+		t.Fatalf("a valid token of the issuer while forged ones hold their share: %v", err)
+	}
+	for tok, want := range map[string]error{"garbage": ErrNonCanonicalToken, "e30.e30.e30": ErrMalformedToken} {
+		if _, _, err := r.Admit(tok); !errors.Is(err, want) {
+			t.Errorf("Admit(%q) = %v, want %v", tok, err, want)
 		}
 	}
 }

@@ -244,6 +244,20 @@ func (k *KeySet) verifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]b
 	return payload, err
 }
 
+// holds reports whether the current keys include one with id kid.
+func (k *KeySet) holds(kid string) bool {
+	keys := k.keys.Load()
+	if keys == nil {
+		return false
+	}
+	for i := range *keys {
+		if (*keys)[i].KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
 // verify checks jws against the current keys. known reports whether a key with that kid exists.
 func (k *KeySet) verify(jws *jose.JSONWebSignature, kid string) (payload []byte, known bool, err error) {
 	keys := k.keys.Load()

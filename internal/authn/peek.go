@@ -83,6 +83,27 @@ func base64URLValue(c byte) int {
 	return -1
 }
 
+// peekKID returns the kid of a compact JWS's protected header WITHOUT verifying it; ok is false when
+// the header cannot be read. Like PeekIssuer's result, it is untrusted: it only chooses whom a review
+// is counted against (see Router.Admit).
+func peekKID(token string) (kid string, ok bool) {
+	dot := strings.IndexByte(token, '.')
+	if dot < 0 {
+		return "", false
+	}
+	header, err := base64.RawURLEncoding.DecodeString(token[:dot])
+	if err != nil {
+		return "", false
+	}
+	var h struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(header, &h); err != nil {
+		return "", false
+	}
+	return h.KID, true
+}
+
 // PeekIssuer returns the iss claim of a compact JWS WITHOUT verifying it.
 //
 // SECURITY: the value is untrusted. It is only used to choose which issuer entry verifies the token; the

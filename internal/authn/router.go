@@ -40,8 +40,11 @@ type Router struct {
 // route is what the index holds for one issuer: its entries in the order they are tried, and the count
 // of its reviews in flight, which outlives rebuilds of the issuer's route.
 type route struct {
-	entries  []*Entry
-	inflight *atomic.Int64
+	entries []*Entry
+	// inflight counts the issuer's reviews in flight, of tokens naming a key it has (or none), and of
+	// tokens naming a key it does not have: the second is where forged tokens land, so they compete
+	// with each other for a share of their own, not with the issuer's valid tokens.
+	inflight, unknownKID *atomic.Int64
 	// refetchWaiters counts the issuer's reviews waiting for an unknown-kid refetch, whichever of
 	// its objects' key sets they wait on.
 	refetchWaiters *atomic.Int64
@@ -53,13 +56,20 @@ type route struct {
 // floods of forged tokens) can never hold the capacity the others need.
 func (r *Router) SetMaxInFlight(n int) { r.maxInFlight.Store(int64(n)) }
 
-// Admit takes one of issuer's review slots for a review of one of its tokens; release gives it back.
-// It refuses with ErrUnknownIssuer when no entry serves issuer, and with ErrOverloaded when issuer
-// already holds its fair share: FairShare of the capacity, with every issuer that has reviews in flight
-// counted. issuerHash labels the issuer in metrics ("" for an unknown one). The handler admits a
-// review before it takes one of the slots all issuers share, so an issuer's reviews, however stalled,
-// never hold more than its share of those either.
-func (r *Router) Admit(issuer string) (release func(), issuerHash string, err error) {
+// Admit takes a review slot of token's issuer; release gives it back. It refuses with the peek's error
+// a token whose issuer cannot be read, with ErrUnknownIssuer one whose issuer no entry serves, and
+// with ErrOverloaded one whose issuer already holds its fair share: FairShare of the capacity, with
+// every issuer that has reviews in flight counted. Tokens naming a key id none of the issuer's key
+// sets holds count apart, as an issuer of their own, so forged tokens cannot take the share of the
+// issuer's valid ones. (The key id is read unverified, like iss; it only chooses whom the review is
+// counted against, never the answer.) issuerHash labels the issuer in metrics ("" for an unknown
+// one). The handler admits a review before it takes one of the slots all issuers share, so an issuer's
+// reviews, however stalled, never hold more than its share of those either.
+func (r *Router) Admit(token string) (release func(), issuerHash string, err error) {
+	issuer, err := PeekIssuer(token)
+	if err != nil {
+		return nil, "", err
+	}
 	rt := r.lookup(issuer)
 	if rt == nil || len(rt.entries) == 0 {
 		return nil, "", ErrUnknownIssuer
@@ -69,21 +79,35 @@ func (r *Router) Admit(issuer string) (release func(), issuerHash string, err er
 	if capacity <= 0 {
 		return func() {}, issuerHash, nil
 	}
-	n := rt.inflight.Add(1)
+	counter := rt.inflight
+	if kid, ok := peekKID(token); !ok || (kid != "" && !rt.holdsKey(kid)) {
+		counter = rt.unknownKID
+	}
+	n := counter.Add(1)
 	if n == 1 {
 		r.busy.Add(1)
 	}
 	if n > FairShare(capacity, r.busy.Load()) {
-		r.leave(rt)
+		r.leave(counter)
 		return nil, issuerHash, ErrOverloaded
 	}
-	return func() { r.leave(rt) }, issuerHash, nil
+	return func() { r.leave(counter) }, issuerHash, nil
 }
 
-func (r *Router) leave(rt *route) {
-	if rt.inflight.Add(-1) == 0 {
+func (r *Router) leave(counter *atomic.Int64) {
+	if counter.Add(-1) == 0 {
 		r.busy.Add(-1)
 	}
+}
+
+// holdsKey reports whether a key set of the issuer holds a key with id kid.
+func (rt *route) holdsKey(kid string) bool {
+	for _, e := range rt.entries {
+		if e.keys.holds(kid) {
+			return true
+		}
+	}
+	return false
 }
 
 // FairShare is how many of capacity concurrent reviews one issuer may hold while busy issuers
@@ -232,9 +256,9 @@ next:
 		candidate.entry.routed.Store(true)
 		entries = append(entries, candidate.entry)
 	}
-	rt := &route{entries: entries, inflight: new(atomic.Int64), refetchWaiters: new(atomic.Int64)}
+	rt := &route{entries: entries, inflight: new(atomic.Int64), unknownKID: new(atomic.Int64), refetchWaiters: new(atomic.Int64)}
 	if old := r.lookup(issuer); old != nil {
-		rt.inflight, rt.refetchWaiters = old.inflight, old.refetchWaiters
+		rt.inflight, rt.unknownKID, rt.refetchWaiters = old.inflight, old.unknownKID, old.refetchWaiters
 	}
 	r.index.Store(issuer, rt)
 }

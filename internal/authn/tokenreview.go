@@ -29,10 +29,10 @@ type TokenAuthenticator interface {
 	AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error)
 }
 
-// IssuerAdmitter admits a review against its issuer's fair share of review slots: the Router
-// satisfies it.
+// IssuerAdmitter admits the review of a token against its issuer's fair share of review slots: the
+// Router satisfies it.
 type IssuerAdmitter interface {
-	Admit(issuer string) (release func(), issuerHash string, err error)
+	Admit(token string) (release func(), issuerHash string, err error)
 }
 
 // Handler serves POST /authenticate: it answers TokenReviews of authentication.k8s.io/v1 and v1beta1
@@ -137,11 +137,7 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (_ authenticati
 		return authenticationv1.TokenReviewStatus{Error: ErrNonCanonicalToken.Error()}, ResultInvalid, ""
 	}
 	if h.Issuers != nil {
-		iss, err := PeekIssuer(token)
-		if err != nil {
-			return authenticationv1.TokenReviewStatus{Error: err.Error()}, ResultInvalid, ""
-		}
-		release, hash, err := h.Issuers.Admit(iss)
+		release, hash, err := h.Issuers.Admit(token)
 		if err != nil {
 			return authenticationv1.TokenReviewStatus{Error: err.Error()}, classify(err), hash
 		}
