@@ -125,22 +125,7 @@ spec:
 	}
 	write("hub.yaml", manifest("hub", hub, "hub:"))
 
-	router := authn.NewRouter()
-	r := &Reconciler{Router: router, Log: logr.Discard(), EntryOptions: authn.EntryOptions{Compiler: compiler}}
-	src := &FileSource{Dir: dir, Reconciler: r, Log: logr.Discard(), Debounce: 10 * time.Millisecond, Rescan: time.Hour}
-	r.Objects = src
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		for _, name := range []string{"hub", "edge"} {
-			router.Delete(name)
-		}
-	})
+	src, router := startFileSource(t, dir, logr.Discard(), "hub", "edge")
 
 	hubToken, err := hub.Mint(testissuer.ServiceAccountClaims("tenant-a", "reconciler", "downstream"))
 	if err != nil {
@@ -156,7 +141,7 @@ spec:
 	eventually(t, "hub routed and ready", func() bool {
 		return src.ReadyChecker()(nil) == nil && username(hubToken) == "hub:system:serviceaccount:tenant-a:reconciler"
 	})
-	obj, err := src.Get(ctx, "hub")
+	obj, err := src.Get(context.Background(), "hub")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +171,7 @@ spec:
 	eventually(t, "hub remapped", func() bool {
 		return username(hubToken) == "upstream:system:serviceaccount:tenant-a:reconciler" && testutil.ToFloat64(src.metrics.invalid) == 0
 	})
-	if obj, err := src.Get(ctx, "hub"); err != nil || obj.Generation != 2 || obj.Status.ObservedGeneration != 2 {
+	if obj, err := src.Get(context.Background(), "hub"); err != nil || obj.Generation != 2 || obj.Status.ObservedGeneration != 2 {
 		t.Fatalf("hub after the fix: generation %d, observed %d, err %v; want 2, 2", obj.Generation, obj.Status.ObservedGeneration, err)
 	}
 
@@ -365,20 +350,7 @@ spec:
 		defer logged.Unlock()
 		logged.errs = append(logged.errs, args)
 	}, funcr.Options{})
-	router := authn.NewRouter()
-	r := &Reconciler{Router: router, Log: logr.Discard(), EntryOptions: authn.EntryOptions{Compiler: compiler}}
-	src := &FileSource{Dir: dir, Reconciler: r, Log: log, Debounce: 10 * time.Millisecond, Rescan: time.Hour}
-	r.Objects = src
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		router.Delete("crd-hub")
-	})
+	src, router := startFileSource(t, dir, log, "crd-hub")
 	eventually(t, "crd-hub routed", func() bool { _, ok := router.Get("crd-hub"); return ok })
 
 	// Each of these passed the old hand-written checks.
@@ -403,11 +375,34 @@ spec:
 		if !strings.Contains(last, edit.want) {
 			t.Fatalf("logged %s\nwant it to contain %s", last, edit.want)
 		}
-		if obj, err := src.Get(ctx, "crd-hub"); err != nil || obj.Spec.DiscoveryURL != "" || len(obj.Spec.ExtraClaims) != 0 {
+		if obj, err := src.Get(context.Background(), "crd-hub"); err != nil || obj.Spec.DiscoveryURL != "" || len(obj.Spec.ExtraClaims) != 0 {
 			t.Fatalf("after a refused edit: %v, %+v; want the last good object", err, obj)
 		}
 		if _, ok := router.Get("crd-hub"); !ok {
 			t.Fatal("the last good object is no longer routed")
 		}
 	}
+}
+
+// startFileSource serves dir through a FileSource and a router of its own until the test ends; names
+// are the objects whose entries are closed then.
+func startFileSource(t *testing.T, dir string, log logr.Logger, names ...string) (*FileSource, *authn.Router) {
+	t.Helper()
+	router := authn.NewRouter()
+	r := &Reconciler{Router: router, Log: logr.Discard(), EntryOptions: authn.EntryOptions{Compiler: compiler}}
+	src := &FileSource{Dir: dir, Reconciler: r, Log: log, Debounce: 10 * time.Millisecond, Rescan: time.Hour}
+	r.Objects = src
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		for _, name := range names {
+			router.Delete(name)
+		}
+	})
+	return src, router
 }
