@@ -111,7 +111,7 @@ func bench(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	return checkHangFlood(hang)
+	return checkHangFlood(hang, o.hangCeiling)
 }
 
 // benchClassic runs the scenarios other than hangflood against one webhook child serving o.issuers

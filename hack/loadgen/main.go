@@ -11,7 +11,7 @@
 // forged unknown-kid tokens of an issuer whose discovery and JWKS hang, and measures valid reviews
 // beside the flood against the same valid load alone:
 //
-//	go run ./hack/loadgen -modes hangflood [-duration 10s] [-flood-connections 300] [-valid-concurrency 8] [-flood-rate 0]
+//	go run ./hack/loadgen -modes hangflood [-duration 10s] [-flood-connections 300] [-valid-concurrency 8] [-flood-rate 0] [-hangflood-ceiling]
 package main
 
 import (
@@ -51,6 +51,7 @@ type options struct {
 	floodConns       int
 	validConcurrency int
 	floodRate        float64
+	hangCeiling      bool
 }
 
 func run(ctx context.Context, args []string) error {
@@ -64,6 +65,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.floodConns, "flood-connections", 300, "hangflood: concurrent keep-alive connections sending forged tokens.")
 	fs.IntVar(&o.validConcurrency, "valid-concurrency", 8, "hangflood: concurrent connections sending valid tokens beside the flood.")
 	fs.Float64Var(&o.floodRate, "flood-rate", 0, "hangflood: when above 0, also run the flood rate-limited to this many forged reviews/s in all.")
+	fs.BoolVar(&o.hangCeiling, "hangflood-ceiling", false, "hangflood: run the same phases against the trivial TLS handler (which says yes to every token) instead of the webhook, to see what the flood costs any server on this machine.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

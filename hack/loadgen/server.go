@@ -100,6 +100,10 @@ func serve(args []string) error {
 	var handler http.Handler
 	if cfg.Trivial {
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost { // as authn.Handler: the warm-up GETs expect a refusal
+				http.Error(w, "only POST is allowed", http.StatusMethodNotAllowed)
+				return
+			}
 			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(trivialReview)
@@ -111,9 +115,9 @@ func serve(args []string) error {
 		}
 		cache := authn.NewCachingAuthenticator(router, authn.CacheOptions{TTL: 10 * time.Second})
 		handler = &authn.Handler{Authenticator: cache, Issuers: router, Log: logr.Discard(), MaxInFlight: cfg.MaxInFlight}
-		if cfg.Stats {
-			handler = &statsHandler{next: handler}
-		}
+	}
+	if cfg.Stats {
+		handler = &statsHandler{next: handler}
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
