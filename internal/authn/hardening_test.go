@@ -522,8 +522,9 @@ func TestNegativeCacheKeepsOnlyLastingRefusals(t *testing.T) {
 	}
 }
 
-// TestForgedKeyIDsHaveTheirOwnShare: tokens naming a key id the issuer does not hold count against a
-// share of their own, so a flood of them leaves the issuer's valid tokens their share.
+// TestForgedKeyIDsHaveTheirOwnShare: tokens naming no key id, or one the issuer does not hold, count
+// against a share of their own, and make no issuer busy, so a flood of them leaves the issuer's valid
+// tokens their share.
 func TestForgedKeyIDsHaveTheirOwnShare(t *testing.T) {
 	t.Parallel()
 	iss := newIssuer(t, jose.RS256)
@@ -554,6 +555,19 @@ func TestForgedKeyIDsHaveTheirOwnShare(t *testing.T) {
 	valid := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
 	if _, _, err := r.Admit(valid); err != nil {
 		t.Fatalf("a valid token of the issuer while forged ones hold their share: %v", err)
+	}
+	if busy := r.busy.Load(); busy != 1 {
+		t.Fatalf("busy = %d: forged tokens made an issuer busy", busy)
+	}
+	// Headers that would put a forged token with the issuer's valid ones if the key id were read
+	// differently from go-jose, or if naming no key counted as naming a held one.
+	kid := iss.SigningKey().KID
+	for _, header := range []string{`{"alg":"RS256"}`, `{"alg":"RS256","kid":""}`, `{"alg":"RS256","kid":null}`,
+		`{"alg":"RS256","KID":"` + kid + `"}`, `{"alg":"RS256","kid":"forged","Kid":"` + kid + `"}`, `{"alg":"RS256","kid":5}`} {
+		tok := b64([]byte(header)) + "." + strings.Split(forged, ".")[1] + "." + strings.Split(forged, ".")[2]
+		if _, _, err := r.Admit(tok); !errors.Is(err, ErrOverloaded) {
+			t.Errorf("header %s: %v, want it counted with the forged tokens (whose share is full)", header, err)
+		}
 	}
 	for tok, want := range map[string]error{"garbage": ErrNonCanonicalToken, "e30.e30.e30": ErrMalformedToken} {
 		if _, _, err := r.Admit(tok); !errors.Is(err, want) {

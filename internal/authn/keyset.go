@@ -473,9 +473,10 @@ func recordPayload(ctx context.Context, payload []byte) {
 // refetchGate is what the router tells a review's key sets: an issuer may have several objects, each
 // with a key set of its own, and a review tries them in turn. The gate lets the review wait for an
 // unknown-kid refetch once, not once per object, and counts the waiting reviews of the whole issuer
-// against maxRefetchWaiters. A review runs on one goroutine, so used needs no lock.
+// against maxRefetchWaiters. A review runs on one goroutine (go-oidc and the apiserver authenticator
+// call the key set synchronously); used is atomic all the same, as it costs nothing.
 type refetchGate struct {
-	used    bool
+	used    atomic.Bool
 	waiters *atomic.Int64
 }
 
@@ -496,14 +497,14 @@ func (g *refetchGate) enter() bool {
 	if g == nil {
 		return true
 	}
-	if g.used {
+	if g.used.Load() {
 		return false
 	}
 	if g.waiters.Add(1) > maxRefetchWaiters {
 		g.waiters.Add(-1)
 		return false
 	}
-	g.used = true
+	g.used.Store(true)
 	return true
 }
 

@@ -84,8 +84,10 @@ func base64URLValue(c byte) int {
 }
 
 // peekKID returns the kid of a compact JWS's protected header WITHOUT verifying it; ok is false when
-// the header cannot be read. Like PeekIssuer's result, it is untrusted: it only chooses whom a review
-// is counted against (see Router.Admit).
+// the header cannot be read or names no key. It reads the exact member "kid", as go-jose does (its
+// JSON decoder matches names case-sensitively), not "KID" or "Kid", which encoding/json would take
+// for it. Like PeekIssuer's result, it is untrusted: it only chooses what a review is counted against
+// (see Router.Admit).
 func peekKID(token string) (kid string, ok bool) {
 	dot := strings.IndexByte(token, '.')
 	if dot < 0 {
@@ -95,13 +97,15 @@ func peekKID(token string) (kid string, ok bool) {
 	if err != nil {
 		return "", false
 	}
-	var h struct {
-		KID string `json:"kid"`
-	}
+	var h map[string]json.RawMessage
 	if err := json.Unmarshal(header, &h); err != nil {
 		return "", false
 	}
-	return h.KID, true
+	raw, found := h["kid"]
+	if !found || json.Unmarshal(raw, &kid) != nil || kid == "" {
+		return "", false
+	}
+	return kid, true
 }
 
 // PeekIssuer returns the iss claim of a compact JWS WITHOUT verifying it.

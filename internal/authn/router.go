@@ -32,19 +32,19 @@ type Router struct {
 	index      sync.Map
 	generation atomic.Uint64
 	// maxInFlight is the capacity the issuers share (0: no bound); busy counts the issuers with
-	// reviews in flight.
+	// reviews in flight; unknownKID counts the reviews in flight, of every issuer, of tokens naming a
+	// key their issuer does not hold.
 	maxInFlight atomic.Int64
 	busy        atomic.Int64
+	unknownKID  atomic.Int64
 }
 
 // route is what the index holds for one issuer: its entries in the order they are tried, and the count
 // of its reviews in flight, which outlives rebuilds of the issuer's route.
 type route struct {
 	entries []*Entry
-	// inflight counts the issuer's reviews in flight, of tokens naming a key it has (or none), and of
-	// tokens naming a key it does not have: the second is where forged tokens land, so they compete
-	// with each other for a share of their own, not with the issuer's valid tokens.
-	inflight, unknownKID *atomic.Int64
+	// inflight counts the issuer's reviews in flight of tokens naming a key it holds.
+	inflight *atomic.Int64
 	// refetchWaiters counts the issuer's reviews waiting for an unknown-kid refetch, whichever of
 	// its objects' key sets they wait on.
 	refetchWaiters *atomic.Int64
@@ -59,12 +59,20 @@ func (r *Router) SetMaxInFlight(n int) { r.maxInFlight.Store(int64(n)) }
 // Admit takes a review slot of token's issuer; release gives it back. It refuses with the peek's error
 // a token whose issuer cannot be read, with ErrUnknownIssuer one whose issuer no entry serves, and
 // with ErrOverloaded one whose issuer already holds its fair share: FairShare of the capacity, with
-// every issuer that has reviews in flight counted. Tokens naming a key id none of the issuer's key
-// sets holds count apart, as an issuer of their own, so forged tokens cannot take the share of the
-// issuer's valid ones. (The key id is read unverified, like iss; it only chooses whom the review is
-// counted against, never the answer.) issuerHash labels the issuer in metrics ("" for an unknown
-// one). The handler admits a review before it takes one of the slots all issuers share, so an issuer's
-// reviews, however stalled, never hold more than its share of those either.
+// every issuer that has reviews in flight counted.
+//
+// A token naming no key id, or one none of the issuer's key sets holds (read as go-jose reads it:
+// the exact "kid" member), is where forged tokens land, and the only kind that can wait on a key
+// refetch. Such reviews, of all issuers together, hold at most unknownKIDShare of the capacity and
+// count towards no issuer's share, nor make an issuer busy: forged tokens cannot take the share of
+// an issuer's valid ones, nor shrink every issuer's share by keeping many issuers busy at once. (The
+// key id is read unverified, like iss; it only chooses what a review is counted against, never the
+// answer.) A valid token of a key the issuer has just rotated in counts there too until its key is
+// fetched.
+//
+// issuerHash labels the issuer in metrics ("" for an unknown one). The handler admits a review before
+// it takes one of the slots all issuers share, so an issuer's reviews, however stalled, never hold
+// more than its share of those either.
 func (r *Router) Admit(token string) (release func(), issuerHash string, err error) {
 	issuer, err := PeekIssuer(token)
 	if err != nil {
@@ -79,26 +87,35 @@ func (r *Router) Admit(token string) (release func(), issuerHash string, err err
 	if capacity <= 0 {
 		return func() {}, issuerHash, nil
 	}
-	counter := rt.inflight
-	if kid, ok := peekKID(token); !ok || (kid != "" && !rt.holdsKey(kid)) {
-		counter = rt.unknownKID
+	if kid, ok := peekKID(token); !ok || !rt.holdsKey(kid) {
+		if r.unknownKID.Add(1) > unknownKIDShare(capacity) {
+			r.unknownKID.Add(-1)
+			return nil, issuerHash, ErrOverloaded
+		}
+		return func() { r.unknownKID.Add(-1) }, issuerHash, nil
 	}
-	n := counter.Add(1)
+	n := rt.inflight.Add(1)
 	if n == 1 {
 		r.busy.Add(1)
 	}
 	if n > FairShare(capacity, r.busy.Load()) {
-		r.leave(counter)
+		r.leave(rt)
 		return nil, issuerHash, ErrOverloaded
 	}
-	return func() { r.leave(counter) }, issuerHash, nil
+	return func() { r.leave(rt) }, issuerHash, nil
 }
 
-func (r *Router) leave(counter *atomic.Int64) {
-	if counter.Add(-1) == 0 {
+func (r *Router) leave(rt *route) {
+	if rt.inflight.Add(-1) == 0 {
 		r.busy.Add(-1)
 	}
 }
+
+// unknownKIDShare is the part of capacity that reviews of tokens naming a key their issuer does not
+// hold may hold together: a quarter. They are answered at once from the keys there are, but for the
+// few that wait on a refetch (maxRefetchWaiters per issuer), so a quarter is ample for them and leaves
+// three quarters to the tokens of keys the issuers hold.
+func unknownKIDShare(capacity int64) int64 { return max(1, capacity/4) }
 
 // holdsKey reports whether a key set of the issuer holds a key with id kid.
 func (rt *route) holdsKey(kid string) bool {
@@ -256,9 +273,9 @@ next:
 		candidate.entry.routed.Store(true)
 		entries = append(entries, candidate.entry)
 	}
-	rt := &route{entries: entries, inflight: new(atomic.Int64), unknownKID: new(atomic.Int64), refetchWaiters: new(atomic.Int64)}
+	rt := &route{entries: entries, inflight: new(atomic.Int64), refetchWaiters: new(atomic.Int64)}
 	if old := r.lookup(issuer); old != nil {
-		rt.inflight, rt.unknownKID, rt.refetchWaiters = old.inflight, old.unknownKID, old.refetchWaiters
+		rt.inflight, rt.refetchWaiters = old.inflight, old.refetchWaiters
 	}
 	r.index.Store(issuer, rt)
 }
