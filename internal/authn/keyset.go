@@ -35,9 +35,9 @@ const (
 	// key rotation is served within it when the issuer answers promptly; a slow or hanging issuer costs a
 	// forged token at most this long, never the fetch's own deadline.
 	unknownKidWait = time.Second
-	// maxRefetchWaiters bounds the reviews of one issuer (and of one key set) that wait for an unknown-kid
-	// refetch at once:
-	// enough for the burst of a real key rotation, too few for forged tokens to hold capacity.
+	// maxRefetchWaiters bounds the reviews of one issuer (of one key set, outside a router) that wait for
+	// an unknown-kid refetch at once: enough for the burst of a real key rotation, too few for forged
+	// tokens to hold capacity.
 	maxRefetchWaiters = 8
 	// wellKnownPath is appended to the issuer URL when no discovery URL is configured.
 	wellKnownPath = "/.well-known/openid-configuration"
@@ -130,7 +130,7 @@ type KeySet struct {
 	mu          sync.Mutex
 	ctx         context.Context // lifecycle; fetches run on it, not on a request's context
 	inflight    chan struct{}   // closed when the running fetch finishes; nil when none runs
-	waiters     int             // reviews waiting for the running fetch
+	waiters     atomic.Int64    // reviews waiting for a fetch, when no router counts them per issuer
 	lastAttempt time.Time
 	status      KeySetStatus
 }
@@ -302,23 +302,15 @@ func (k *KeySet) refetch(ctx context.Context) bool {
 		defer k.opts.Metrics.refetch(k.issuerHash, false)
 	}
 	wait := k.lastAttempt.Add(unknownKidWait).Sub(k.clock.Now())
-	if wait <= 0 || k.waiters >= maxRefetchWaiters {
-		k.mu.Unlock()
-		return false
-	}
+	k.mu.Unlock()
 	gate := refetchGateFrom(ctx)
-	if !gate.enter() {
-		k.mu.Unlock()
+	if gate == nil {
+		gate = &refetchGate{waiters: &k.waiters}
+	}
+	if wait <= 0 || !gate.enter() {
 		return false
 	}
 	defer gate.leave()
-	k.waiters++
-	k.mu.Unlock()
-	defer func() {
-		k.mu.Lock()
-		k.waiters--
-		k.mu.Unlock()
-	}()
 
 	timer := k.clock.NewTimer(wait)
 	defer timer.Stop()
@@ -347,9 +339,9 @@ func (k *KeySet) refresh(ctx context.Context) {
 }
 
 // startFetchLocked starts a fetch in the background and returns a channel closed when it finishes;
-// lastAttempt records its start. The
-// fetch runs on the lifecycle context with its own deadline, never on a review's context: one caller
-// giving up must not abort it for the others. Callers hold mu and ensure no fetch is running.
+// lastAttempt records its start. The fetch runs on the lifecycle context with its own deadline, never
+// on a review's context: one caller giving up must not abort it for the others. Callers hold mu and
+// ensure no fetch is running.
 func (k *KeySet) startFetchLocked() <-chan struct{} {
 	done := make(chan struct{})
 	k.inflight = done
@@ -473,7 +465,7 @@ func recordPayload(ctx context.Context, payload []byte) {
 // refetchGate is what the router tells a review's key sets: an issuer may have several objects, each
 // with a key set of its own, and a review tries them in turn. The gate lets the review wait for an
 // unknown-kid refetch once, not once per object, and counts the waiting reviews of the whole issuer
-// against maxRefetchWaiters. A review runs on one goroutine (go-oidc and the apiserver authenticator
+// against maxRefetchWaiters. A key set used outside a router counts its own waiters the same way. A review runs on one goroutine (go-oidc and the apiserver authenticator
 // call the key set synchronously); used is atomic all the same, as it costs nothing.
 type refetchGate struct {
 	used    atomic.Bool
@@ -491,12 +483,8 @@ func refetchGateFrom(ctx context.Context) *refetchGate {
 	return g
 }
 
-// enter takes a waiting place, or reports that the review may not wait. A nil gate (a key set used
-// outside a router) admits every review; the key set's own bound still holds.
+// enter takes a waiting place, or reports that the review may not wait.
 func (g *refetchGate) enter() bool {
-	if g == nil {
-		return true
-	}
 	if g.used.Load() {
 		return false
 	}
@@ -508,8 +496,4 @@ func (g *refetchGate) enter() bool {
 	return true
 }
 
-func (g *refetchGate) leave() {
-	if g != nil {
-		g.waiters.Add(-1)
-	}
-}
+func (g *refetchGate) leave() { g.waiters.Add(-1) }
