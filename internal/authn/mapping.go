@@ -126,7 +126,11 @@ func (e *Entry) completeUser(resp *authenticator.Response, c tokenClaims, raw ma
 	if strings.HasPrefix(info.Name, systemPrefix) {
 		return time.Time{}, ErrSystemUsername
 	}
-	if strings.TrimSpace(info.Name) == "" || (e.cfg.ClaimMappings.Username.Expression == "" && strings.TrimSpace(strings.TrimPrefix(info.Name, e.cfg.UsernamePrefix)) == "") {
+	claimed := info.Name // what the claim contributed: without the prefix of a flat mapping
+	if e.cfg.ClaimMappings.Username.Expression == "" {
+		claimed = strings.TrimPrefix(claimed, e.cfg.UsernamePrefix)
+	}
+	if strings.TrimSpace(claimed) == "" {
 		return time.Time{}, ErrEmptyUsername
 	}
 	if info.Extra == nil {
