@@ -5,18 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -200,6 +204,7 @@ func createOrUpdate(ctx context.Context, c client.Client, obj client.Object) err
 func newAPIServerConfigCommand() *cobra.Command {
 	var (
 		server, caFile, clientCertFile, clientKeyFile, output, configPath string
+		service, caSecret, kubeconfig                                     string
 		cacheTTL                                                          time.Duration
 		kubeadm                                                           bool
 	)
@@ -210,12 +215,38 @@ func newAPIServerConfigCommand() *cobra.Command {
 points at: clustertrust's /authenticate URL and the CA of its serving certificate, and optionally a
 client certificate kube-apiserver presents (for clustertrust's --client-ca-file). Without --output the
 file goes to stdout with the flags as comments at its top; with --output it is written there and the
-flags are printed. --kubeadm adds the ClusterConfiguration patch for a kubeadm-style static pod.`,
+flags are printed. --kubeadm adds the ClusterConfiguration patch for a kubeadm-style static pod.
+
+For clustertrust installed by the Helm chart or config/default, --service and --ca-secret read the
+address and the CA from the cluster of --kubeconfig: the Service's cluster IP and https port (give the
+Service a fixed clusterIP, which the serving certificate names, since kube-apiserver does not use
+cluster DNS) and the Secret's ca.crt (cert-manager's serving Secret holds it).`,
 		Example: `  webhook apiserver-config --server https://127.0.0.1:9443/authenticate --ca-file ca.crt \
     --client-cert-file apiserver-client.crt --client-key-file apiserver-client.key \
-    --output /etc/kubernetes/clustertrust/webhook-kubeconfig.yaml --kubeadm`,
+    --output /etc/kubernetes/clustertrust/webhook-kubeconfig.yaml --kubeadm
+
+  # clustertrust installed with the Helm chart and cert-manager
+  webhook apiserver-config --kubeconfig ~/.kube/config \
+    --service clustertrust-system/clustertrust --ca-secret clustertrust-system/clustertrust-serving-cert`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (server == "") == (service == "") {
+				return errors.New("give exactly one of --server (an https URL) and --service (namespace/name of the chart's Service)")
+			}
+			if (caFile == "") == (caSecret == "") {
+				return errors.New("give exactly one of --ca-file and --ca-secret (namespace/name of a Secret with ca.crt)")
+			}
+			var ca []byte
+			if service != "" || caSecret != "" {
+				found, err := fromCluster(cmd.Context(), kubeconfig, service, caSecret)
+				if err != nil {
+					return err
+				}
+				if service != "" {
+					server = found.server
+				}
+				ca = found.ca
+			}
 			u, err := url.Parse(server)
 			if err != nil || u.Scheme != "https" || u.Host == "" {
 				return fmt.Errorf("--server %q must be clustertrust's https URL, such as https://127.0.0.1:9443/authenticate", server)
@@ -229,9 +260,10 @@ flags are printed. --kubeadm adds the ClusterConfiguration patch for a kubeadm-s
 			if cacheTTL < 0 {
 				return errors.New("--cache-ttl must not be negative")
 			}
-			ca, err := readPEM("--ca-file", caFile)
-			if err != nil {
-				return err
+			if caFile != "" {
+				if ca, err = readPEM("--ca-file", caFile); err != nil {
+					return err
+				}
 			}
 			var cert, key []byte
 			if clientCertFile != "" {
@@ -288,9 +320,67 @@ flags are printed. --kubeadm adds the ClusterConfiguration patch for a kubeadm-s
 	fs.StringVar(&configPath, "config-path", "", "Where kube-apiserver reads the file (default: --output, else /etc/kubernetes/clustertrust/webhook-kubeconfig.yaml).")
 	fs.DurationVar(&cacheTTL, "cache-ttl", 10*time.Second, "kube-apiserver's --authentication-token-webhook-cache-ttl (10–30s recommended).")
 	fs.BoolVar(&kubeadm, "kubeadm", false, "Also print a kubeadm ClusterConfiguration patch (extraArgs and the volume mount).")
-	_ = cmd.MarkFlagRequired("server")
-	_ = cmd.MarkFlagRequired("ca-file")
+	fs.StringVar(&service, "service", "", "Instead of --server: namespace/name of clustertrust's Service, whose cluster IP and https port kube-apiserver dials.")
+	fs.StringVar(&caSecret, "ca-secret", "", "Instead of --ca-file: namespace/name of a Secret whose ca.crt is the CA of the serving certificate.")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "With --service or --ca-secret: kubeconfig of the cluster that holds them (default: in-cluster config, then $KUBECONFIG).")
 	return cmd
+}
+
+// fromCluster is what --service and --ca-secret read: the Service's address and the Secret's CA.
+type clusterWiring struct {
+	server string
+	ca     []byte
+}
+
+func fromCluster(ctx context.Context, kubeconfig, service, caSecret string) (clusterWiring, error) {
+	var w clusterWiring
+	cfg, err := loadRESTConfig(kubeconfig)
+	if err != nil {
+		return w, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return w, fmt.Errorf("could not create an API client: %w", err)
+	}
+	if service != "" {
+		ns, name, ok := strings.Cut(service, "/")
+		if !ok || ns == "" || name == "" {
+			return w, fmt.Errorf("--service %q must be namespace/name", service)
+		}
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return w, fmt.Errorf("could not read --service %s: %w", service, err)
+		}
+		ip := svc.Spec.ClusterIP
+		if ip == "" || ip == corev1.ClusterIPNone {
+			return w, fmt.Errorf("Service %s has no cluster IP kube-apiserver could dial: give it one (the chart's service.clusterIP) or use --server", service) //nolint:staticcheck // ST1005: starts with a kind name
+		}
+		port := int32(0)
+		for _, p := range svc.Spec.Ports {
+			if p.Name == "https" || len(svc.Spec.Ports) == 1 {
+				port = p.Port
+			}
+		}
+		if port == 0 {
+			return w, fmt.Errorf("Service %s has no port named https", service) //nolint:staticcheck // ST1005: starts with a kind name
+		}
+		w.server = "https://" + net.JoinHostPort(ip, strconv.Itoa(int(port))) + "/authenticate"
+	}
+	if caSecret != "" {
+		ns, name, ok := strings.Cut(caSecret, "/")
+		if !ok || ns == "" || name == "" {
+			return w, fmt.Errorf("--ca-secret %q must be namespace/name", caSecret)
+		}
+		sec, err := cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return w, fmt.Errorf("could not read --ca-secret %s: %w", caSecret, err)
+		}
+		w.ca = sec.Data["ca.crt"]
+		if !strings.Contains(string(w.ca), "-----BEGIN ") {
+			return w, fmt.Errorf("Secret %s has no PEM ca.crt (cert-manager writes one for CA and self-signed issuers; otherwise use --ca-file)", caSecret) //nolint:staticcheck // ST1005: starts with a kind name
+		}
+	}
+	return w, nil
 }
 
 func readPEM(flag, path string) ([]byte, error) {

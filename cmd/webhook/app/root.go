@@ -34,6 +34,6 @@ usernames and groups that RBAC on this cluster binds to.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newTrustCommand(), newAPIServerConfigCommand(), newPublishDiscoveryCommand(), newSyncKeysCommand())
+	root.AddCommand(newServeCommand(), newTrustCommand(), newAPIServerConfigCommand(), newPublishDiscoveryCommand(), newSyncKeysCommand(), newVersionCommand())
 	return root
 }
