@@ -178,6 +178,10 @@ func (w *walker) mapping(m *yaml.Node, prefix string) error {
 			path = prefix + "." + key.Value
 		}
 		d, documented := parseDoc(key.HeadComment)
+		if documented && d.desc == "" {
+			// A bare `# --` describes nothing: count it as undocumented.
+			w.undocumented = append(w.undocumented, undocumentedValue{path: path, line: key.Line})
+		}
 		if documented {
 			r, err := makeRow(path, value, d)
 			if err != nil {

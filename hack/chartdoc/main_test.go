@@ -61,6 +61,8 @@ maxConcurrentReviews: 256
 			{"`resources`", "object", "`null`", "Resources of the webhook container."},
 			{"`maxConcurrentReviews`", "int", "`256`", ""},
 		},
+		// A type with no words describes nothing: -strict refuses it.
+		undocumented: []string{"maxConcurrentReviews"},
 	}, {
 		name: "types and defaults",
 		values: `
@@ -232,6 +234,17 @@ func TestUndocumentedLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []undocumentedValue{{path: "b.c", line: 4}}
+	if !reflect.DeepEqual(undocumented, want) {
+		t.Errorf("got %+v, want %+v", undocumented, want)
+	}
+}
+
+func TestBareMarkerIsUndocumented(t *testing.T) {
+	_, undocumented, err := parseValues([]byte("# -- a\na: 1\n# --\nb: 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []undocumentedValue{{path: "b", line: 4}}
 	if !reflect.DeepEqual(undocumented, want) {
 		t.Errorf("got %+v, want %+v", undocumented, want)
 	}

@@ -13,8 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -71,6 +72,12 @@ type combination struct {
 	want []string // kind/name
 }
 
+// usesTheHost tells the combinations whose pods use the node (hostNetwork, a hostPath), which the
+// restricted Pod Security level refuses: they need a privileged namespace, as the chart's README says.
+func (c combination) usesTheHost() bool {
+	return contains(c.set, "hostNetwork=true") || contains(c.set, "tls.source=none")
+}
+
 var combinations = []combination{
 	{"defaults: existing Secret", nil, []string{
 		"Deployment/dryrun-clustertrust", "Service/dryrun-clustertrust", "PodDisruptionBudget/dryrun-clustertrust",
@@ -113,10 +120,7 @@ var combinations = []combination{
 // Operator's CRDs are installed for theirs).
 func TestChartCombinationsApply(t *testing.T) {
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "dryrun"}}
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	restrictedNamespace(t, "dryrun")
 	for _, c := range combinations {
 		t.Run(c.name, func(t *testing.T) {
 			args := []string{"template", "dryrun", chartDir, "-n", "dryrun", "--include-crds"}
@@ -144,7 +148,61 @@ func TestChartCombinationsApply(t *testing.T) {
 			if n := strings.Count(out, "(server dry run)"); n != len(objs) {
 				t.Errorf("the dry run applied %d objects of %d:\n%s", n, len(objs), out)
 			}
+			checkRenderedPods(t, objs, c.usesTheHost())
 		})
+	}
+}
+
+// checkRenderedPods checks what a dry run of the Deployment alone does not: that its pods pass the
+// restricted Pod Security level of the namespace (or, for pods that use the node, that they are refused
+// by it, as documented), and that the Service and the PodDisruptionBudget select them.
+func checkRenderedPods(t *testing.T, objs []map[string]any, usesTheHost bool) {
+	t.Helper()
+	var dep *appsv1.Deployment
+	for _, o := range objs {
+		if o["kind"] == "Deployment" {
+			dep = &appsv1.Deployment{}
+			convert(t, o, dep)
+			dep.Namespace = "dryrun"
+		}
+	}
+	if dep == nil {
+		return
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "dryrun-", Namespace: "dryrun", Labels: dep.Spec.Template.Labels}, Spec: dep.Spec.Template.Spec}
+	_, err := kube.CoreV1().Pods("dryrun").Create(context.Background(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	switch {
+	case usesTheHost && (err == nil || !strings.Contains(err.Error(), "PodSecurity")):
+		t.Errorf("a pod that uses the node passed the restricted level (err %v): the README's advice would be wrong", err)
+	case !usesTheHost && err != nil:
+		t.Errorf("the pods would be refused in a restricted namespace: %v", err)
+	}
+	for _, o := range objs {
+		switch o["kind"] {
+		case "Service":
+			svc := &corev1.Service{}
+			convert(t, o, svc)
+			checkServiceSelects(t, svc, dep)
+		case "PodDisruptionBudget":
+			pdb := &policyv1.PodDisruptionBudget{}
+			convert(t, o, pdb)
+			for k, v := range pdb.Spec.Selector.MatchLabels {
+				if dep.Spec.Template.Labels[k] != v {
+					t.Errorf("the PodDisruptionBudget selects %s=%s; the pods are labelled %v", k, v, dep.Spec.Template.Labels)
+				}
+			}
+		}
+	}
+}
+
+func convert(t *testing.T, from map[string]any, into any) {
+	t.Helper()
+	b, err := json.Marshal(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -193,11 +251,12 @@ func TestKustomizeMatchesHelm(t *testing.T) {
 	}
 }
 
-// helmOnlyLabels are the labels the chart adds for Helm's bookkeeping; kustomize has no release.
-var helmOnlyLabels = []string{"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/version"}
+// helmOnlyLabels are the labels the chart adds to objects' metadata for Helm's bookkeeping; kustomize
+// has no release. Selectors and pod labels are compared as they are.
+var helmOnlyLabels = []string{"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"}
 
 // index decodes a render into objects keyed by kind/namespace/name, without the Namespace and CRD and
-// without Helm's labels wherever labels or selectors appear.
+// without Helm's labels in their metadata.
 func index(t *testing.T, stream string) map[string]map[string]any {
 	t.Helper()
 	out := map[string]map[string]any{}
@@ -208,29 +267,14 @@ func index(t *testing.T, stream string) map[string]map[string]any {
 		}
 		meta, _ := o["metadata"].(map[string]any)
 		ns, _ := meta["namespace"].(string)
-		stripLabels(o)
+		if labels, ok := meta["labels"].(map[string]any); ok {
+			for _, l := range helmOnlyLabels {
+				delete(labels, l)
+			}
+		}
 		out[fmt.Sprintf("%s/%s/%s", kind, ns, name(o))] = o
 	}
 	return out
-}
-
-func stripLabels(v any) {
-	switch x := v.(type) {
-	case map[string]any:
-		for _, l := range helmOnlyLabels {
-			delete(x, l)
-		}
-		for k, child := range x {
-			stripLabels(child)
-			if m, ok := child.(map[string]any); ok && len(m) == 0 && (k == "labels" || k == "annotations") {
-				delete(x, k)
-			}
-		}
-	case []any:
-		for _, child := range x {
-			stripLabels(child)
-		}
-	}
 }
 
 func decodeAll(t *testing.T, stream string) []map[string]any {

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
@@ -42,16 +43,18 @@ var installValues = []string{"--set", "tls.source=cert-manager", "--set", "tls.c
 //     authenticate;
 //  2. renewing the serving certificate (the Secret's content, as cert-manager does) reaches new
 //     connections without a restart;
-//  3. `helm upgrade` from the previous chart version, with changed values, leaves the CRD and the stored
-//     objects untouched, and the new webhook process serves them;
-//  4. `webhook apiserver-config --service --ca-secret` reads the wiring from the release's objects.
+//  3. `webhook apiserver-config --service --ca-secret` reads the wiring from the release's objects, and
+//     kube-apiserver could verify the webhook with the kubeconfig it writes;
+//  4. `helm upgrade` from the previous chart version, with changed values, leaves the CRD and the stored
+//     objects untouched, and the new webhook process serves them.
 func TestInstallRenewUpgrade(t *testing.T) {
 	ctx := context.Background()
 	t.Logf("kube-apiserver %s", serverVersion)
 	prev := previousChart(t)
 	crd := &apiextensionsv1.CustomResourceDefinition{}
 	crdExisted := adminClient.Get(ctx, client.ObjectKey{Name: "openidconnects.authentication.clustertrust.io"}, crd) == nil
-	out, err := helm(ctx, append([]string{"install", releaseName, prev, "-n", releaseNS, "--create-namespace"}, installValues...)...)
+	restrictedNamespace(t, releaseNS)
+	out, err := helm(ctx, append([]string{"install", releaseName, prev, "-n", releaseNS}, installValues...)...)
 	if err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
@@ -67,6 +70,11 @@ func TestInstallRenewUpgrade(t *testing.T) {
 	})
 
 	firstSerial := actAsCertManager(t)
+	svc, err := kube.CoreV1().Services(releaseNS).Get(ctx, releaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServiceSelects(t, svc, deployment(t, releaseNS, releaseName))
 	webhook := startPod(t, deployment(t, releaseNS, releaseName), webhookPort, nil)
 	webhook.waitReady()
 	if got := servedSerial(t); got != firstSerial {
@@ -117,6 +125,59 @@ func TestInstallRenewUpgrade(t *testing.T) {
 		authenticates("reviews keep working after the renewal")
 	})
 
+	t.Run("apiserver-config reads the Service and the CA Secret", func(t *testing.T) {
+		svc, err := kube.CoreV1().Services(releaseNS).Get(ctx, releaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		apiserverConfig := func(args ...string) (*clientcmdapi.Cluster, string, error) {
+			out, err := exec.CommandContext(ctx, webhookBin, append([]string{"apiserver-config", "--kubeconfig", adminKubeconfig}, args...)...).CombinedOutput() //nolint:gosec // G204: the binary this suite built
+			if err != nil {
+				return nil, string(out), err
+			}
+			cfg, err := clientcmd.Load(out)
+			if err != nil {
+				return nil, string(out), err
+			}
+			return cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster], string(out), nil
+		}
+		cluster, out, err := apiserverConfig("--service", releaseNS+"/"+releaseName, "--ca-secret", releaseNS+"/clustertrust-serving-cert")
+		if err != nil {
+			t.Fatalf("apiserver-config: %v\n%s", err, out)
+		}
+		want := "https://" + net.JoinHostPort(svc.Spec.ClusterIP, "443") + "/authenticate"
+		if cluster.Server != want || !bytes.Equal(cluster.CertificateAuthorityData, servingCA.CertPEM()) {
+			t.Errorf("server %s (want %s), CA from the Secret: %v", cluster.Server, want, bytes.Equal(cluster.CertificateAuthorityData, servingCA.CertPEM()))
+		}
+		// The certificate names 127.0.0.1 and the Service's DNS names, not its cluster IP: kube-apiserver
+		// must verify it against the DNS name. Verify the served certificate exactly as kube-apiserver
+		// would with this kubeconfig (the cluster IP itself is not routable here, so dial the process).
+		if cluster.TLSServerName != releaseName+"."+releaseNS+".svc" {
+			t.Fatalf("tls-server-name %q: kube-apiserver would verify the certificate against the cluster IP it does not name", cluster.TLSServerName)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(cluster.CertificateAuthorityData)
+		conn, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(webhookPort)), &tls.Config{RootCAs: pool, ServerName: cluster.TLSServerName, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatalf("kube-apiserver could not verify the webhook with this kubeconfig: %v", err)
+		}
+		_ = conn.Close()
+
+		// A certificate that names neither the cluster IP nor the Service is refused with the fix.
+		wrong, err := servingCA.Serving("elsewhere", nil, []string{"elsewhere.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putSecret(t, releaseNS, "wrong-names", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": wrong.CertPEM, "tls.key": wrong.KeyPEM, "ca.crt": servingCA.CertPEM()})
+		if _, out, err := apiserverConfig("--service", releaseNS+"/"+releaseName, "--ca-secret", releaseNS+"/wrong-names"); err == nil || !strings.Contains(out, "names neither") {
+			t.Errorf("a certificate for other names: err %v, output %s", err, out)
+		}
+		// A Secret that is not there is named in the refusal.
+		if _, out, err := apiserverConfig("--service", releaseNS+"/"+releaseName, "--ca-secret", releaseNS+"/no-such-secret"); err == nil || !strings.Contains(out, "no-such-secret") {
+			t.Errorf("a missing CA Secret: err %v, output %s", err, out)
+		}
+	})
+
 	t.Run("upgrade with changed values keeps the stored objects and serving", func(t *testing.T) {
 		var before v1alpha1.OpenIDConnect
 		if err := adminClient.Get(ctx, client.ObjectKey{Name: "hub"}, &before); err != nil {
@@ -157,33 +218,6 @@ func TestInstallRenewUpgrade(t *testing.T) {
 		}
 		if crdAfter.ResourceVersion != crdBefore {
 			t.Errorf("helm upgrade touched the CRD (resourceVersion %s -> %s): CRD changes must be explicit", crdBefore, crdAfter.ResourceVersion)
-		}
-	})
-
-	t.Run("apiserver-config reads the Service and the CA Secret", func(t *testing.T) {
-		svc, err := kube.CoreV1().Services(releaseNS).Get(ctx, releaseName, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.CommandContext(ctx, webhookBin, "apiserver-config", "--kubeconfig", adminKubeconfig, //nolint:gosec // G204: the binary this suite built
-			"--service", releaseNS+"/"+releaseName, "--ca-secret", releaseNS+"/clustertrust-serving-cert").Output()
-		if err != nil {
-			t.Fatalf("apiserver-config: %v\n%s", err, out)
-		}
-		cfg, err := clientcmd.Load(out)
-		if err != nil {
-			t.Fatalf("not a kubeconfig: %v\n%s", err, out)
-		}
-		cluster := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster]
-		want := "https://" + net.JoinHostPort(svc.Spec.ClusterIP, "443") + "/authenticate"
-		if cluster.Server != want || !bytes.Equal(cluster.CertificateAuthorityData, servingCA.CertPEM()) {
-			t.Errorf("server %s (want %s), CA from the Secret: %v", cluster.Server, want, bytes.Equal(cluster.CertificateAuthorityData, servingCA.CertPEM()))
-		}
-		// A Secret that is not there is named in the refusal.
-		bad, err := exec.CommandContext(ctx, webhookBin, "apiserver-config", "--kubeconfig", adminKubeconfig, //nolint:gosec // G204: the binary this suite built
-			"--service", releaseNS+"/"+releaseName, "--ca-secret", releaseNS+"/no-such-secret").CombinedOutput()
-		if err == nil || !strings.Contains(string(bad), "no-such-secret") {
-			t.Errorf("a missing CA Secret: err %v, output %s", err, bad)
 		}
 	})
 }

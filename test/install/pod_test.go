@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -61,6 +62,25 @@ func startPod(t *testing.T, dep *appsv1.Deployment, securePort int, hostPaths ma
 		t.Fatalf("the Deployment has %d containers, want 1", len(spec.Containers))
 	}
 	c := spec.Containers[0]
+	checkKubeletWouldRun(t, dep)
+	// What this helper does not do, a chart must not use: it would pass here and fail in a cluster.
+	if len(c.EnvFrom) > 0 || len(spec.InitContainers) > 0 {
+		t.Fatal("the container uses envFrom or init containers, which this kubelet stand-in does not run")
+	}
+	for _, m := range c.VolumeMounts {
+		if m.SubPath != "" || m.SubPathExpr != "" || !m.ReadOnly {
+			t.Fatalf("mount %s: only whole, read-only mounts are supported here (and needed: the root filesystem is read-only)", m.Name)
+		}
+	}
+	for _, v := range spec.Volumes {
+		if (v.Secret != nil && len(v.Secret.Items) > 0) || (v.ConfigMap != nil && len(v.ConfigMap.Items) > 0) {
+			t.Fatalf("volume %s selects items, which this kubelet stand-in does not do", v.Name)
+		}
+	}
+	containerPorts := map[string]int32{}
+	for _, cp := range c.Ports {
+		containerPorts[cp.Name] = cp.ContainerPort
+	}
 	p := &pod{t: t, dep: dep, dir: t.TempDir(), done: make(chan error, 1), volumes: map[string]string{}}
 	p.log = filepath.Join(p.dir, "webhook.log")
 
@@ -129,14 +149,27 @@ func startPod(t *testing.T, dep *appsv1.Deployment, securePort int, hostPaths ma
 		for mountPath, local := range mounts {
 			a = strings.ReplaceAll(a, mountPath, local)
 		}
+		// Each port flag must be the container port of its name: the Service and the probes use those.
+		portOf := func(flag, portName string) {
+			port := strings.TrimPrefix(a, flag)
+			if i := strings.LastIndex(port, ":"); i >= 0 {
+				port = port[i+1:]
+			}
+			if want := containerPorts[portName]; strconv.Itoa(int(want)) != port {
+				t.Fatalf("%s listens on port %s, but the container port %q is %d", a, port, portName, want)
+			}
+		}
 		switch {
 		case strings.HasPrefix(a, "--secure-port="):
+			portOf("--secure-port=", "https")
 			a = "--secure-port=" + strconv.Itoa(securePort)
 		case strings.HasPrefix(a, "--bind-address="):
 			a = "--bind-address=127.0.0.1"
 		case strings.HasPrefix(a, "--metrics-bind-address="):
+			portOf("--metrics-bind-address=", "metrics")
 			a = "--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort)
 		case strings.HasPrefix(a, "--health-probe-bind-address="):
+			portOf("--health-probe-bind-address=", "probes")
 			a = "--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(p.probePort)
 		}
 		p.args = append(p.args, a)
@@ -167,9 +200,37 @@ func (p *pod) start() {
 	})
 }
 
-// waitReady waits for /readyz, failing early if the process exits.
+// probeURL is the URL of a container probe, on the local port of the container port it names: a probe
+// that names another port, or a path the webhook does not serve, fails here as it would in a cluster.
+func (p *pod) probeURL(probe *corev1.Probe) string {
+	p.t.Helper()
+	c := p.dep.Spec.Template.Spec.Containers[0]
+	if probe == nil || probe.HTTPGet == nil {
+		p.t.Fatal("the container has no HTTP probe")
+	}
+	var probes int32
+	for _, cp := range c.Ports {
+		if cp.Name == "probes" {
+			probes = cp.ContainerPort
+		}
+	}
+	if port := probe.HTTPGet.Port; port.String() != "probes" && port.IntValue() != int(probes) {
+		p.t.Fatalf("the probe asks port %s, not the webhook's probe port %d", port.String(), probes)
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(p.probePort) + probe.HTTPGet.Path
+}
+
+// waitReady waits for the container's readiness probe to pass, failing early if the process exits,
+// then checks its liveness probe passes too.
 func (p *pod) waitReady() {
 	p.t.Helper()
+	c := p.dep.Spec.Template.Spec.Containers[0]
+	readiness, liveness := p.probeURL(c.ReadinessProbe), p.probeURL(c.LivenessProbe)
+	defer func() {
+		if _, err := framework.Get(liveness); err != nil {
+			p.t.Fatalf("the liveness probe %s fails on a ready webhook: %v", liveness, err)
+		}
+	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -178,7 +239,7 @@ func (p *pod) waitReady() {
 			p.t.Fatalf("the webhook exited before it was ready: %v\n%s", err, b)
 		default:
 		}
-		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(p.probePort) + "/readyz") //nolint:noctx // bounded loopback poll
+		resp, err := http.Get(readiness) //nolint:noctx // bounded loopback poll
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -297,6 +358,55 @@ func (p *pod) serviceAccountKubeconfig(ctx context.Context, sa string) string {
 		p.t.Fatal(err)
 	}
 	return path
+}
+
+// checkKubeletWouldRun creates a Pod from the Deployment's template with a server-side dry run in its
+// namespace, so admission (Pod Security of the namespace's level, which the tests set to restricted)
+// judges the pod the ReplicaSet would create.
+func checkKubeletWouldRun(t *testing.T, dep *appsv1.Deployment) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: dep.Name + "-", Namespace: dep.Namespace, Labels: dep.Spec.Template.Labels},
+		Spec:       dep.Spec.Template.Spec,
+	}
+	if _, err := kube.CoreV1().Pods(dep.Namespace).Create(context.Background(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Fatalf("a pod of Deployment %s/%s would be refused: %v", dep.Namespace, dep.Name, err)
+	}
+}
+
+// restrictedNamespace creates a namespace that enforces the restricted Pod Security level, as
+// config/manager/namespace.yaml does.
+func restrictedNamespace(t *testing.T, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
+	if _, err := kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// checkServiceSelects fails unless the Service selects the Deployment's pods and targets its https port.
+func checkServiceSelects(t *testing.T, svc *corev1.Service, dep *appsv1.Deployment) {
+	t.Helper()
+	podLabels := dep.Spec.Template.Labels
+	for k, v := range svc.Spec.Selector {
+		if podLabels[k] != v {
+			t.Errorf("Service %s selects %s=%s; the pods are labelled %v", svc.Name, k, v, podLabels)
+		}
+	}
+	for _, sp := range svc.Spec.Ports {
+		if sp.Name != "https" {
+			continue
+		}
+		found := false
+		for _, cp := range dep.Spec.Template.Spec.Containers[0].Ports {
+			found = found || cp.Name == sp.TargetPort.String() || int(cp.ContainerPort) == sp.TargetPort.IntValue()
+		}
+		if !found {
+			t.Errorf("Service %s targets %s, which is no container port", svc.Name, sp.TargetPort.String())
+		}
+		return
+	}
+	t.Errorf("Service %s has no https port", svc.Name)
 }
 
 // deployment reads the Deployment a release stored.

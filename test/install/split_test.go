@@ -29,7 +29,9 @@ import (
 func TestHostedSplit(t *testing.T) {
 	ctx := context.Background()
 	const servedNS, hostingNS = "served-system", "hosting-cp"
-	out, err := helm(ctx, "install", "served", chartDir, "-n", servedNS, "--create-namespace", "--set", "install=served")
+	restrictedNamespace(t, servedNS)
+	restrictedNamespace(t, hostingNS)
+	out, err := helm(ctx, "install", "served", chartDir, "-n", servedNS, "--set", "install=served")
 	if err != nil {
 		t.Fatalf("helm install served part: %v\n%s", err, out)
 	}
@@ -48,9 +50,6 @@ func TestHostedSplit(t *testing.T) {
 	cfg.CurrentContext = "served"
 	kc, err := clientcmd.Write(*cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hostingNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	putSecret(t, hostingNS, "served-kubeconfig", corev1.SecretTypeOpaque, map[string][]byte{"kubeconfig": kc})

@@ -64,18 +64,27 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/*
 GOMEMLIMIT from resources.limits.memory: goMemLimitPercent of it, in MiB. Only whole quantities with a
-binary or decimal suffix (or none) are understood; anything else fails the render with the reason.
+binary or decimal suffix (or none) are understood; anything else, or a limit so small the GC would run
+constantly, fails the render with the reason.
 */}}
 {{- define "clustertrust.goMemLimit" -}}
-{{- $mem := toString ((.Values.resources.limits | default dict).memory | default "") -}}
-{{- if $mem -}}
+{{- $raw := (.Values.resources.limits | default dict).memory -}}
+{{- if $raw -}}
+{{- $mem := kindIs "float64" $raw | ternary (printf "%.0f" $raw) (toString $raw) -}}
 {{- $digits := regexFind "^[0-9]+" $mem -}}
 {{- $unit := trimPrefix $digits $mem -}}
 {{- $factors := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 -}}
 {{- if or (not $digits) (not (hasKey $factors $unit)) -}}
 {{- fail (printf "resources.limits.memory %q: GOMEMLIMIT is derived from it, so write a whole number with k, M, G, Ki, Mi, Gi or no suffix" $mem) -}}
 {{- end -}}
-{{- $bytes := mul (int64 $digits) (index $factors $unit) -}}
-{{- printf "%dMiB" (div (mul $bytes (int64 .Values.goMemLimitPercent)) 104857600) -}}
+{{- if gt (add (len $digits) (len (toString (index $factors $unit)))) 16 -}}
+{{- fail (printf "resources.limits.memory %q is beyond any machine: GOMEMLIMIT is derived from it" $mem) -}}
+{{- end -}}
+{{- $percent := int64 (.Values.goMemLimitPercent | default 80) -}}
+{{- $mib := div (mul (int64 $digits) (index $factors $unit) $percent) 104857600 -}}
+{{- if lt $mib 32 -}}
+{{- fail (printf "resources.limits.memory %s at goMemLimitPercent %d gives a GOMEMLIMIT of %dMiB: the webhook needs a limit of at least 64Mi" $mem $percent $mib) -}}
+{{- end -}}
+{{- printf "%dMiB" $mib -}}
 {{- end -}}
 {{- end -}}

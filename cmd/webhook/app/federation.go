@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -204,7 +206,7 @@ func createOrUpdate(ctx context.Context, c client.Client, obj client.Object) err
 func newAPIServerConfigCommand() *cobra.Command {
 	var (
 		server, caFile, clientCertFile, clientKeyFile, output, configPath string
-		service, caSecret, kubeconfig                                     string
+		service, caSecret, kubeconfig, tlsServerName                      string
 		cacheTTL                                                          time.Duration
 		kubeadm                                                           bool
 	)
@@ -244,8 +246,14 @@ cluster DNS) and the Secret's ca.crt (cert-manager's serving Secret holds it).`,
 				}
 				if service != "" {
 					server = found.server
+					if tlsServerName == "" {
+						tlsServerName = found.serverName
+					}
 				}
 				ca = found.ca
+				for _, w := range found.warnings {
+					_, _ = fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+				}
 			}
 			u, err := url.Parse(server)
 			if err != nil || u.Scheme != "https" || u.Host == "" {
@@ -274,7 +282,7 @@ cluster DNS) and the Secret's ca.crt (cert-manager's serving Secret holds it).`,
 					return err
 				}
 			}
-			kc, err := WebhookKubeconfig(u.String(), ca, cert, key)
+			kc, err := webhookKubeconfig(u.String(), tlsServerName, ca, cert, key)
 			if err != nil {
 				return err
 			}
@@ -323,13 +331,16 @@ cluster DNS) and the Secret's ca.crt (cert-manager's serving Secret holds it).`,
 	fs.StringVar(&service, "service", "", "Instead of --server: namespace/name of clustertrust's Service, whose cluster IP and https port kube-apiserver dials.")
 	fs.StringVar(&caSecret, "ca-secret", "", "Instead of --ca-file: namespace/name of a Secret whose ca.crt is the CA of the serving certificate.")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "With --service or --ca-secret: kubeconfig of the cluster that holds them (default: in-cluster config, then $KUBECONFIG).")
+	fs.StringVar(&tlsServerName, "tls-server-name", "", "Name kube-apiserver verifies the serving certificate against, when it is not --server's host (with --service and --ca-secret it is chosen from the certificate).")
 	return cmd
 }
 
-// fromCluster is what --service and --ca-secret read: the Service's address and the Secret's CA.
+// clusterWiring is what --service and --ca-secret read: the Service's address, the name its serving
+// certificate is verified against when it does not name that address, and the Secret's CA.
 type clusterWiring struct {
-	server string
-	ca     []byte
+	server, serverName string
+	ca                 []byte
+	warnings           []string
 }
 
 func fromCluster(ctx context.Context, kubeconfig, service, caSecret string) (clusterWiring, error) {
@@ -365,6 +376,7 @@ func fromCluster(ctx context.Context, kubeconfig, service, caSecret string) (clu
 			return w, fmt.Errorf("Service %s has no port named https", service) //nolint:staticcheck // ST1005: starts with a kind name
 		}
 		w.server = "https://" + net.JoinHostPort(ip, strconv.Itoa(int(port))) + "/authenticate"
+		w.serverName = svc.Name + "." + svc.Namespace + ".svc" // what the chart's certificates name
 	}
 	if caSecret != "" {
 		ns, name, ok := strings.Cut(caSecret, "/")
@@ -379,8 +391,39 @@ func fromCluster(ctx context.Context, kubeconfig, service, caSecret string) (clu
 		if !strings.Contains(string(w.ca), "-----BEGIN ") {
 			return w, fmt.Errorf("Secret %s has no PEM ca.crt (cert-manager writes one for CA and self-signed issuers; otherwise use --ca-file)", caSecret) //nolint:staticcheck // ST1005: starts with a kind name
 		}
+		if service != "" {
+			if err := w.chooseServerName(sec.Data["tls.crt"], caSecret); err != nil {
+				return w, err
+			}
+		}
+	} else if service != "" {
+		w.warnings = append(w.warnings, fmt.Sprintf("the serving certificate was not read (--ca-file): kube-apiserver will verify it against %s; it must name that, or pass --tls-server-name", w.serverName))
 	}
 	return w, nil
+}
+
+// chooseServerName picks what kube-apiserver verifies the serving certificate in tlsCrt against: the
+// Service's cluster IP when the certificate names it (no tls-server-name), else the Service's DNS name
+// when it names that; a certificate that names neither could never be verified, so that is an error.
+func (w *clusterWiring) chooseServerName(tlsCrt []byte, secret string) error {
+	block, _ := pem.Decode(tlsCrt)
+	if block == nil {
+		w.warnings = append(w.warnings, fmt.Sprintf("Secret %s holds no tls.crt to check: kube-apiserver will verify the serving certificate against %s", secret, w.serverName))
+		return nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("the tls.crt of Secret %s does not parse: %w", secret, err)
+	}
+	u, _ := url.Parse(w.server)
+	if cert.VerifyHostname(u.Hostname()) == nil {
+		w.serverName = ""
+		return nil
+	}
+	if cert.VerifyHostname(w.serverName) == nil {
+		return nil
+	}
+	return fmt.Errorf("the serving certificate in Secret %s names neither the Service's cluster IP %s nor %s, so kube-apiserver could not verify it: add one of them to the certificate (the chart's service.clusterIP or tls.certManager.ipAddresses)", secret, u.Hostname(), w.serverName)
 }
 
 func readPEM(flag, path string) ([]byte, error) {

@@ -84,3 +84,27 @@ func TestAPIServerConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIServerConfigNeedsOneAddressAndOneCA(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ca-file", "ca.crt"}, "exactly one of --server"},
+		{[]string{"--server", "https://127.0.0.1:9443", "--service", "ns/svc", "--ca-file", "ca.crt"}, "exactly one of --server"},
+		{[]string{"--server", "https://127.0.0.1:9443"}, "exactly one of --ca-file and --ca-secret"},
+		{[]string{"--server", "https://127.0.0.1:9443", "--ca-file", "ca.crt", "--ca-secret", "ns/s"}, "exactly one of --ca-file and --ca-secret"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := Main(context.Background(), append([]string{"apiserver-config"}, c.args...), &out, &errOut); code == 0 || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want a refusal naming %q", c.args, code, errOut.String(), c.want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "clustertrust "+Version+" ") {
+		t.Fatalf("exit %d: %q %q", code, out.String(), errOut.String())
+	}
+}
