@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -18,6 +20,7 @@ import (
 	// the same collectors on the same registry.
 	_ "sigs.k8s.io/controller-runtime"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/clustertrust/clustertrust/internal/authn"
 	"github.com/clustertrust/clustertrust/internal/registry"
@@ -788,4 +791,42 @@ func jsonEqual(a, b any) bool {
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// TestAlertsQueryOnlyExportedMetrics holds config/prometheus/alerts.yaml (which the chart ships as its
+// PrometheusRule) to the same rule as the dashboard: every metric and label an alert reads is exported.
+func TestAlertsQueryOnlyExportedMetrics(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "prometheus", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rule struct {
+		Spec struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `json:"alert"`
+					Expr  string `json:"expr"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := sigsyaml.Unmarshal(b, &rule); err != nil {
+		t.Fatal(err)
+	}
+	exported := exportedMetrics(t)
+	n := 0
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			n++
+			if unknown, err := unknownMetrics([]string{r.Expr}, exported); err != nil || len(unknown) > 0 {
+				t.Errorf("alert %s reads metrics the webhook does not export: %v %v", r.Alert, unknown, err)
+			}
+			if unknown, err := unknownLabels([]string{r.Expr}, exported); err != nil || len(unknown) > 0 {
+				t.Errorf("alert %s matches on labels the metric does not carry: %v %v", r.Alert, unknown, err)
+			}
+		}
+	}
+	if n < 5 {
+		t.Fatalf("read %d alerts; the file has more", n)
+	}
 }

@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	o.stateDir = dir
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return errors.New("usage: devcluster [flags] up|down|env|status|stop CLUSTER|start CLUSTER|rotate-key CLUSTER")
+		return errors.New("usage: devcluster [flags] up|down|env|status|stop CLUSTER|start CLUSTER|rotate-key CLUSTER|apiserver-log CLUSTER")
 	}
 	switch cmd := rest[0]; cmd {
 	case "up":
@@ -119,6 +119,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("usage: devcluster %s CLUSTER", cmd)
 		}
 		return control(o, cmd, rest[1], stdout)
+	case "apiserver-log":
+		if len(rest) != 2 {
+			return errors.New("usage: devcluster apiserver-log CLUSTER")
+		}
+		return apiserverLog(o, rest[1], stdout)
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
 	}
@@ -171,6 +176,7 @@ func up(ctx context.Context, o options, stdout io.Writer) error {
 		return fail(err)
 	}
 	s.WebhookCA = filepath.Join(s.Dir, "webhook-ca.crt")
+	s.WebhookKubeconfig = webhookKubeconfig
 	for _, cp := range clusterPorts {
 		c, err := newCluster(o.stateDir, cp.name, cp.port+o.offset, cp.etcdPort+o.offset)
 		if err != nil {
@@ -302,6 +308,26 @@ func down(o options, stdout io.Writer) error {
 	return nil
 }
 
+// apiserverLog copies the cluster's kube-apiserver log to stdout: the e2e suite reads from it what
+// kube-apiserver logged of a refused token.
+func apiserverLog(o options, name string, stdout io.Writer) error {
+	s, err := loadState(o.stateDir)
+	if err != nil {
+		return err
+	}
+	c, ok := s.Clusters[name]
+	if !ok || c.APIServer == nil {
+		return fmt.Errorf("no kube-apiserver of a cluster named %q", name)
+	}
+	f, err := os.Open(c.APIServer.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	_, err = io.Copy(stdout, f)
+	return err
+}
+
 func control(o options, cmd, name string, stdout io.Writer) error {
 	s, err := loadState(o.stateDir)
 	if err != nil {
@@ -377,6 +403,8 @@ func printEnv(s *State, w io.Writer) {
 	fmt.Fprintf(w, "export WEBHOOK_URL=%s\n", s.WebhookURL)
 	fmt.Fprintf(w, "export WEBHOOK_CA_FILE=%s\n", s.WebhookCA)
 	fmt.Fprintf(w, "export WEBHOOK_METRICS_URL=%s\n", s.MetricsURL)
+	fmt.Fprintf(w, "export WEBHOOK_READYZ_URL=%s\n", s.ProbeURL+"/readyz")
+	fmt.Fprintf(w, "export WEBHOOK_KUBECONFIG=%s\n", s.WebhookKubeconfig)
 }
 
 func sortedNames(s *State) []string {

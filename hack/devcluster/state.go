@@ -15,6 +15,8 @@ type State struct {
 	Clusters  map[string]*Cluster `json:"clusters"`
 	Webhook   *Process            `json:"webhook,omitempty"`
 	WebhookCA string              `json:"webhookCA"`
+	// WebhookKubeconfig is the file the downstream kube-apiserver calls clustertrust with.
+	WebhookKubeconfig string `json:"webhookKubeconfig"`
 	// WebhookURL is clustertrust's /authenticate URL; ProbeURL and MetricsURL its plain-HTTP endpoints.
 	WebhookURL string `json:"webhookURL"`
 	ProbeURL   string `json:"probeURL"`

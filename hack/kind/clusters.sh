@@ -134,11 +134,17 @@ case "${1:-}" in
     # 19443 and 19080 are mapped from the downstream node to the host's loopback (downstream.yaml).
     echo "export WEBHOOK_URL=https://127.0.0.1:19443/authenticate"
     echo "export WEBHOOK_CA_FILE=${state}/webhook/webhook-ca.crt"
-    echo "export WEBHOOK_METRICS_URL=http://127.0.0.1:19080/metrics" ;;
+    echo "export WEBHOOK_METRICS_URL=http://127.0.0.1:19080/metrics"
+    # The file the downstream kube-apiserver calls clustertrust with (mounted into its node); the probe
+    # port is not mapped to the host, so no WEBHOOK_READYZ_URL.
+    echo "export WEBHOOK_KUBECONFIG=${state}/webhook/webhook.kubeconfig" ;;
   stop) docker stop "$(node "${2:?cluster}")" >/dev/null && echo "$2 stopped" ;;
   start)
     docker start "$(node "${2:?cluster}")" >/dev/null
     waitready "$2" && echo "$2 started" ;;
   rotate-key) rotatekey "${2:?cluster}" && echo "$2 now signs with a new key and still accepts the older ones" ;;
-  *) echo "usage: hack/kind/clusters.sh up|down|env|stop CLUSTER|start CLUSTER|rotate-key CLUSTER" >&2; exit 2 ;;
+  apiserver-log)
+    # kubeadm's static pod is named kube-apiserver-<node name>; the e2e suite reads refusals from it.
+    kubectl --kubeconfig "$(kc "${2:?cluster}")" -n kube-system logs "kube-apiserver-$(node "$2")" ;;
+  *) echo "usage: hack/kind/clusters.sh up|down|env|stop CLUSTER|start CLUSTER|rotate-key CLUSTER|apiserver-log CLUSTER" >&2; exit 2 ;;
 esac

@@ -67,6 +67,7 @@ type cached struct {
 	resp       *authenticator.Response
 	err        error
 	entry      *Entry // nil for a refusal
+	object     string // for a refusal, the object that refused
 	generation uint64 // router generation, for refusals
 	expires    time.Time
 	size       int // estimated bytes, see sizeOf
@@ -94,6 +95,11 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 		c.hits.Add(1)
 		c.opts.Metrics.cacheLookup(true)
 		noteIssuer(ctx, it.entry)
+		if it.entry != nil {
+			noteObject(ctx, it.entry.cfg.Name)
+		} else {
+			noteObject(ctx, it.object)
+		}
 		return it.resp, it.resp != nil, it.err
 	}
 	c.misses.Add(1)
@@ -113,7 +119,11 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 		return resp, true, nil
 	case c.opts.NegativeTTL > 0 && ctx.Err() == nil && lasting(err):
 		// Never cache a refusal caused by our own deadline: it says nothing about the token.
-		c.store(&cached{key: key, err: err, generation: generation, expires: now.Add(c.opts.NegativeTTL)})
+		object := ""
+		if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok {
+			object = info.object
+		}
+		c.store(&cached{key: key, err: err, object: object, generation: generation, expires: now.Add(c.opts.NegativeTTL)})
 	}
 	return nil, false, err
 }

@@ -186,7 +186,7 @@ func TestFairSharePerIssuer(t *testing.T) {
 			t.Fatalf("busy issuer at its share: HTTP %d %v, want 429 with Retry-After", code, header)
 		}
 	}
-	if got := testutil.ToFloat64(m.reviews.WithLabelValues(ResultOverloaded, IssuerHash(busy.URL))); got != 3 {
+	if got := testutil.ToFloat64(m.reviews.WithLabelValues(ResultOverloaded, IssuerHash(busy.URL), ReasonOverload)); got != 3 {
 		t.Fatalf("overloaded reviews of busy = %v, want 3", got)
 	}
 	if code, st, _ := post(mint(t, calm, testissuer.Claims{"sub": "b", "aud": testAudience})); code != http.StatusOK || !st.Authenticated {
@@ -197,7 +197,7 @@ func TestFairSharePerIssuer(t *testing.T) {
 		t.Fatal(err)
 	}
 	stranger, _ := testissuer.MintFor(unknown, "https://stranger.example", nil)
-	if code, st, _ := post(stranger); code != http.StatusOK || st.Authenticated || !strings.Contains(st.Error, "not trusted") {
+	if code, st, _ := post(stranger); code != http.StatusOK || st.Authenticated || !strings.Contains(st.Error, ReasonUnknownIssuer) {
 		t.Fatalf("unknown issuer: HTTP %d %+v", code, st)
 	}
 	// A rebuild of busy's route (its object changed) keeps the count, so a change cannot reset the share.

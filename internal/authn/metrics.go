@@ -37,8 +37,8 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "clustertrust_tokenreviews_total", Help: "TokenReviews answered, by result and issuer hash.",
-		}, []string{"result", "issuer"}),
+			Name: "clustertrust_tokenreviews_total", Help: "TokenReviews answered, by result, issuer hash and refusal reason (empty when authenticated).",
+		}, []string{"result", "issuer", "reason"}),
 		reviewDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "clustertrust_tokenreview_duration_seconds", Help: "Time to answer a TokenReview, by result.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
@@ -73,8 +73,9 @@ func IssuerHash(issuer string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-// reviewInfo travels in the context of one review so the router can say which issuer answered.
-type reviewInfo struct{ issuer string }
+// reviewInfo travels in the context of one review so the router can say which issuer answered, and
+// which object made the answer: the one that authenticated the token, or the first that refused it.
+type reviewInfo struct{ issuer, object string }
 
 type reviewInfoKey struct{}
 
@@ -86,6 +87,13 @@ func withReviewInfo(ctx context.Context) (context.Context, *reviewInfo) {
 func noteIssuer(ctx context.Context, e *Entry) {
 	if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok && e != nil {
 		info.issuer = e.issuerHash
+	}
+}
+
+// noteObject records the object whose verdict the review answers with.
+func noteObject(ctx context.Context, object string) {
+	if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok {
+		info.object = object
 	}
 }
 
@@ -103,11 +111,11 @@ func classify(err error) string {
 	}
 }
 
-func (m *Metrics) review(result, issuer string, took time.Duration) {
+func (m *Metrics) review(result, issuer, reason string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.reviews.WithLabelValues(result, issuer).Inc()
+	m.reviews.WithLabelValues(result, issuer, reason).Inc()
 	m.reviewDuration.WithLabelValues(result).Observe(took.Seconds())
 }
 

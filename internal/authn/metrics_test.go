@@ -52,9 +52,9 @@ func TestMetrics(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"authenticated reviews", m.reviews, []string{ResultAuthenticated, hash}, 2},
-		{"invalid reviews", m.reviews, []string{ResultInvalid, hash}, 1},
-		{"unknown issuer reviews carry no issuer label", m.reviews, []string{ResultUnknownIssuer, ""}, 1},
+		{"authenticated reviews", m.reviews, []string{ResultAuthenticated, hash, ""}, 2},
+		{"invalid reviews, by reason", m.reviews, []string{ResultInvalid, hash, ReasonUnknownKID}, 1},
+		{"unknown issuer reviews carry no issuer label", m.reviews, []string{ResultUnknownIssuer, "", ReasonUnknownIssuer}, 1},
 		{"successful fetches", m.fetches, []string{hash, "success"}, 1},
 		{"suppressed refetches", m.refetches, []string{hash, "suppressed"}, 1},
 		{"cache hits", m.cache, []string{"hit"}, 1},

@@ -315,10 +315,12 @@ func (r *Router) authenticate(ctx context.Context, token string) (*authenticator
 		resp, expiry, err := e.authenticate(ctx, token)
 		if resp != nil && err == nil {
 			noteIssuer(ctx, e)
+			noteObject(ctx, e.cfg.Name)
 			return resp, e, expiry, nil
 		}
 		if firstErr == nil {
 			firstErr = err
+			noteObject(ctx, e.cfg.Name)
 		}
 	}
 	return nil, nil, time.Time{}, firstErr

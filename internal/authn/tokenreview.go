@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -84,15 +85,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	start := time.Now()
-	status, result, issuer := h.review(req.Context(), review)
-	if result == ResultOverloaded {
-		h.Metrics.review(result, issuer, time.Since(start))
-		tooManyRequests(w, status.Error)
+	v := h.review(req.Context(), review)
+	if v.result == ResultOverloaded {
+		h.Metrics.review(v.result, v.issuer, v.reason, time.Since(start))
+		tooManyRequests(w, v.status.Error)
 		return
 	}
 	buf.Reset()
-	writeReview(w, buf, review.APIVersion, status)
-	h.Metrics.review(result, issuer, time.Since(start))
+	writeReview(w, buf, review.APIVersion, v.status)
+	h.Metrics.review(v.result, v.issuer, v.reason, time.Since(start))
+}
+
+// verdict is a review's answer and how it is counted: the result and reason labels, the issuer hash.
+type verdict struct {
+	status                 authenticationv1.TokenReviewStatus
+	result, issuer, reason string
 }
 
 // acquire takes one of MaxInFlight review slots, without waiting.
@@ -122,59 +129,69 @@ func tooManyRequests(w http.ResponseWriter, msg string) {
 	http.Error(w, msg, http.StatusTooManyRequests)
 }
 
-// review authenticates the token of r and builds the v1 status to answer with, the result label and
-// the issuer label. The order is the order of cost: checks of the token's form, the issuer's share of
-// slots, a slot of all issuers', then verification.
-func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (_ authenticationv1.TokenReviewStatus, result, issuer string) {
+// review authenticates the token of r and builds the v1 status to answer with, the result and reason
+// labels and the issuer label. The order is the order of cost: checks of the token's form, the issuer's
+// share of slots, a slot of all issuers', then verification.
+func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 	token := r.Spec.Token
-	if token == "" {
-		return authenticationv1.TokenReviewStatus{Error: "token is empty"}, ResultInvalid, ""
-	}
-	if len(token) > h.maxTokenBytes() {
-		return authenticationv1.TokenReviewStatus{Error: fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())}, ResultInvalid, ""
-	}
-	if !canonical(token) {
-		return authenticationv1.TokenReviewStatus{Error: ErrNonCanonicalToken.Error()}, ResultInvalid, ""
-	}
-	if h.Issuers != nil {
-		release, hash, err := h.Issuers.Admit(token)
-		if err != nil {
-			return authenticationv1.TokenReviewStatus{Error: err.Error()}, classify(err), hash
-		}
-		defer release()
-		issuer = hash
-	}
-	if !h.acquire() {
-		return authenticationv1.TokenReviewStatus{Error: "too many concurrent reviews"}, ResultOverloaded, issuer
-	}
-	defer h.release()
+	var refusal error // why, when refused
 	ctx, info := withReviewInfo(ctx)
 	defer func() {
 		if info.issuer != "" {
-			issuer = info.issuer
+			v.issuer = info.issuer
+		}
+		if v.result == ResultAuthenticated {
+			return
+		}
+		v.status = authenticationv1.TokenReviewStatus{Error: RefusalMessage(v.reason, info.object, refusal)}
+		if log := h.Log.V(2); log.Enabled() && token != "" {
+			log.Info("Token refused", "object", info.object, "reason", v.reason, "token", TokenHash(token), "issuer", v.issuer)
 		}
 	}()
+	refuse := func(err error) verdict {
+		refusal = err
+		return verdict{result: classify(err), issuer: v.issuer, reason: reasonOf(err)}
+	}
+	switch {
+	case token == "":
+		return refuse(&formError{"token is empty"})
+	case len(token) > h.maxTokenBytes():
+		return refuse(&formError{fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())})
+	case !canonical(token):
+		return refuse(ErrNonCanonicalToken)
+	}
+	if h.Issuers != nil {
+		release, hash, err := h.Issuers.Admit(token)
+		v.issuer = hash
+		if err != nil {
+			return refuse(err)
+		}
+		defer release()
+	}
+	if !h.acquire() {
+		return refuse(ErrOverloaded)
+	}
+	defer h.release()
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
 	if len(r.Spec.Audiences) > 0 {
 		ctx = authenticator.WithAudiences(ctx, r.Spec.Audiences)
 	}
 	resp, ok, err := h.Authenticator.AuthenticateToken(ctx, token)
-	log := h.Log.V(4)
-	if log.Enabled() {
-		// Hash only when the line is written: a SHA-256 per review is not free on the hot path.
-		log = log.WithValues("token", TokenHash(token))
-	}
 	if err != nil || !ok {
-		msg := "token is not valid"
-		if err != nil {
-			msg = err.Error()
+		if err == nil {
+			err = errNotAuthenticated
 		}
-		log.Info("Token rejected", "reason", reasonOf(err), "error", msg)
-		return authenticationv1.TokenReviewStatus{Error: msg}, classify(err), issuer
+		if log := h.Log.V(4); log.Enabled() {
+			// The library's own words, which may quote a claim: only at the verbosity that logs every review.
+			log.Info("Token refused: detail", "token", TokenHash(token), "error", err.Error())
+		}
+		return refuse(err)
 	}
 	u := resp.User
-	log.Info("Token authenticated", "username", u.GetName())
+	if log := h.Log.V(4); log.Enabled() {
+		log.Info("Token authenticated", "username", u.GetName(), "object", info.object, "token", TokenHash(token))
+	}
 	status := authenticationv1.TokenReviewStatus{
 		Authenticated: true,
 		User: authenticationv1.UserInfo{
@@ -190,8 +207,11 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (_ authenticati
 			status.User.Extra[k] = v
 		}
 	}
-	return status, ResultAuthenticated, issuer
+	return verdict{status: status, result: ResultAuthenticated, issuer: v.issuer}
 }
+
+// errNotAuthenticated stands for an authenticator's "no" without an error, which the router never gives.
+var errNotAuthenticated = errors.New("token is not valid")
 
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 

@@ -60,7 +60,7 @@ func TestHandler(t *testing.T) {
 	}{
 		{name: "v1 authenticated", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good.good.good","audiences":["aud-1"]}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantAuthn: true},
 		{name: "v1beta1 answered in v1beta1", body: `{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"good.good.good"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1beta1", wantAuthn: true},
-		{name: "rejected", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + secretToken + `"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "token signature is invalid"},
+		{name: "rejected", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + secretToken + `"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "clustertrust: bad_signature: the token's signature does not verify"},
 		{name: "empty token", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "token is empty"},
 		{name: "oversized token", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + strings.Repeat("a", MaxTokenBytes+1) + `"}}`, wantCode: 200, wantVersion: "authentication.k8s.io/v1", wantError: "longer than"},
 		{name: "wrong kind", body: `{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview"}`, wantCode: 400},

@@ -29,10 +29,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apiserver/pkg/apis/apiserver"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+	"github.com/clustertrust/clustertrust/internal/convert"
 )
 
 // maxManifestBytes bounds one manifest file; an OpenIDConnect with a large CA bundle and static keys is
@@ -43,6 +45,12 @@ const maxManifestBytes = 4 << 20
 // top level of a directory (*.yaml, *.yml, *.json; several documents per file allowed; hidden files,
 // such as the ..data links of a mounted ConfigMap, skipped). It needs no Kubernetes API, which is how
 // clustertrust runs as a static pod beside a kube-apiserver that cannot depend on itself.
+//
+// A document may also be a kube-apiserver AuthenticationConfiguration (apiserver.config.k8s.io), so a
+// static-pod deployment can share one file with kube-apiserver: its jwt authenticators are converted
+// into OpenIDConnect objects by internal/convert (named after their issuers) and then admitted like any
+// other object. What the conversion cannot carry over is logged at V(1), once for each new content of
+// the file; it is not an error.
 //
 // Objects from files pass the same rules as objects from the API: each is checked against the generated
 // CRD itself (config/crd, embedded), its OpenAPI schema and its CEL rules, after the CRD's defaults are
@@ -63,6 +71,9 @@ type FileSource struct {
 	Rescan time.Duration
 	// Debounce gathers a burst of change notifications into one reload; 0 means 200ms.
 	Debounce time.Duration
+
+	// noted is, per file, the conversion notes last logged; reload's own (only Start's goroutine runs it).
+	noted map[string]string
 
 	mu      sync.Mutex
 	good    map[string][]*v1alpha1.OpenIDConnect // file -> objects at its last good load
@@ -218,12 +229,13 @@ func (s *FileSource) reload(ctx context.Context) {
 	}
 	// Parse and validate (CEL included) before taking the lock that Get and List wait on.
 	type parsed struct {
-		objs []*v1alpha1.OpenIDConnect
-		err  error
+		objs  []*v1alpha1.OpenIDConnect
+		notes []convert.Note
+		err   error
 	}
 	results := make([]parsed, len(files))
 	for i, file := range files {
-		results[i].objs, results[i].err = parseManifestFile(file)
+		results[i].objs, results[i].notes, results[i].err = parseManifestFile(file)
 	}
 	s.mu.Lock()
 	if s.good == nil {
@@ -276,6 +288,24 @@ func (s *FileSource) reload(ctx context.Context) {
 	} else {
 		s.metrics.reloads.WithLabelValues("invalid_files").Inc()
 	}
+	noted := map[string]string{}
+	for i, file := range files {
+		if results[i].err != nil || len(results[i].notes) == 0 {
+			continue
+		}
+		var text []string
+		for _, n := range results[i].notes {
+			text = append(text, n.String())
+		}
+		noted[file] = strings.Join(text, "\n")
+		if s.noted[file] == noted[file] {
+			continue // logged when this content was first loaded
+		}
+		for _, n := range text {
+			s.Log.V(1).Info("Not carried over from an AuthenticationConfiguration", "file", file, "note", n)
+		}
+	}
+	s.noted = noted
 	slices.Sort(names)
 	for _, name := range names {
 		s.reconcile(ctx, name)
@@ -336,21 +366,22 @@ func manifestFiles(dir string) ([]string, error) {
 	return files, nil
 }
 
-// parseManifestFile reads every OpenIDConnect in a file. Any error refuses the whole file.
-func parseManifestFile(path string) ([]*v1alpha1.OpenIDConnect, error) {
+// parseManifestFile reads every OpenIDConnect in a file, with the notes of the AuthenticationConfigurations
+// it converted. Any error refuses the whole file.
+func parseManifestFile(path string) ([]*v1alpha1.OpenIDConnect, []convert.Note, error) {
 	f, err := os.Open(path) //nolint:gosec // G304: reading the directory the operator named is the point
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() { _ = f.Close() }()
 	data, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(data) > maxManifestBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", filepath.Base(path), maxManifestBytes)
+		return nil, nil, fmt.Errorf("%s is larger than %d bytes", filepath.Base(path), maxManifestBytes)
 	}
-	return ParseManifests(data)
+	return parseManifests(data)
 }
 
 // ParseManifests decodes one or more OpenIDConnect documents (YAML separated by ---, or JSON) and admits
@@ -360,13 +391,24 @@ func parseManifestFile(path string) ([]*v1alpha1.OpenIDConnect, error) {
 // `OpenIDConnect.authentication.clustertrust.io "hub" is invalid: spec.discoveryURL: Invalid value: ...`.
 // A file also may not hold another kind, a namespace, a document without a name, a name twice or a
 // repeated key, each an error naming the document or the object. Any error refuses every document.
+//
+// A document may instead be a kube-apiserver AuthenticationConfiguration: its jwt authenticators are
+// converted (convert.FromAuthenticationConfiguration, which also refuses what kube-apiserver would)
+// and each resulting object is admitted as above, an error naming the document and the authenticator.
 func ParseManifests(data []byte) ([]*v1alpha1.OpenIDConnect, error) {
+	objs, _, err := parseManifests(data)
+	return objs, err
+}
+
+// parseManifests is ParseManifests, also returning the notes of the conversions.
+func parseManifests(data []byte) ([]*v1alpha1.OpenIDConnect, []convert.Note, error) {
 	validator, err := openIDConnectValidator()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var objs []*v1alpha1.OpenIDConnect
+	var notes []convert.Note
 	seen := map[string]bool{}
 	for doc := 1; ; doc++ {
 		raw, err := reader.Read()
@@ -374,7 +416,7 @@ func ParseManifests(data []byte) ([]*v1alpha1.OpenIDConnect, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", doc, err)
+			return nil, nil, fmt.Errorf("document %d: %w", doc, err)
 		}
 		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 			continue
@@ -382,42 +424,84 @@ func ParseManifests(data []byte) ([]*v1alpha1.OpenIDConnect, error) {
 		// The API server decodes JSON; YAML becomes JSON as kubectl converts it, refusing a repeated key.
 		js, err := yaml.YAMLToJSONStrict(raw)
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", doc, err)
+			return nil, nil, fmt.Errorf("document %d: %w", doc, err)
 		}
 		u := &unstructured.Unstructured{}
 		if err := utiljson.Unmarshal(js, &u.Object); err != nil {
-			return nil, fmt.Errorf("document %d: %w", doc, err)
+			return nil, nil, fmt.Errorf("document %d: %w", doc, err)
+		}
+		if convert.IsAuthenticationConfiguration(u.GroupVersionKind()) {
+			converted, docNotes, err := admitAuthenticationConfiguration(validator, raw, seen)
+			if err != nil {
+				return nil, nil, fmt.Errorf("document %d: %w", doc, err)
+			}
+			objs, notes = append(objs, converted...), append(notes, docNotes...)
+			continue
 		}
 		if u.GetAPIVersion() != v1alpha1.GroupVersion.String() || u.GetKind() != "OpenIDConnect" {
-			return nil, fmt.Errorf("document %d: is %s %s, want %s OpenIDConnect", doc, u.GetAPIVersion(), u.GetKind(), v1alpha1.GroupVersion)
+			return nil, nil, fmt.Errorf("document %d: is %s %s, want %s OpenIDConnect (or an %s %s)", doc, u.GetAPIVersion(), u.GetKind(), v1alpha1.GroupVersion, apiserver.GroupName, convert.Kind)
 		}
 		name := u.GetName()
 		switch {
 		case name == "":
-			return nil, fmt.Errorf("document %d: metadata.name is required", doc)
+			return nil, nil, fmt.Errorf("document %d: metadata.name is required", doc)
 		case u.GetNamespace() != "":
 			// The API server would drop it silently; in a file it suggests a copy of the wrong manifest.
-			return nil, fmt.Errorf("OpenIDConnect %q: is cluster-scoped, so metadata.namespace must be empty", name)
-		case seen[name]:
-			return nil, fmt.Errorf("OpenIDConnect %q is declared twice", name)
+			return nil, nil, fmt.Errorf("OpenIDConnect %q: is cluster-scoped, so metadata.namespace must be empty", name)
 		}
-		seen[name] = true
-		if err := validator.admit(context.Background(), u); err != nil {
-			if apierrors.IsInvalid(err) {
-				return nil, err // the message names the object already
-			}
-			return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
+		obj, err := admitManifest(validator, u, seen)
+		if err != nil {
+			return nil, nil, err
 		}
-		var obj v1alpha1.OpenIDConnect
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, &obj, true); err != nil {
-			return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
-		}
-		if _, err := ToConfig(&obj); err != nil {
-			return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
-		}
-		objs = append(objs, &obj)
+		objs = append(objs, obj)
 	}
-	return objs, nil
+	return objs, notes, nil
+}
+
+// admitAuthenticationConfiguration converts an AuthenticationConfiguration document and admits each
+// resulting object.
+func admitAuthenticationConfiguration(validator *crdValidator, raw []byte, seen map[string]bool) ([]*v1alpha1.OpenIDConnect, []convert.Note, error) {
+	converted, notes, err := convert.FromAuthenticationConfiguration(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	objs := make([]*v1alpha1.OpenIDConnect, 0, len(converted))
+	for i := range converted {
+		m, err := convert.Manifest(&converted[i])
+		if err == nil {
+			var obj *v1alpha1.OpenIDConnect
+			if obj, err = admitManifest(validator, &unstructured.Unstructured{Object: m}, seen); err == nil {
+				objs = append(objs, obj)
+				continue
+			}
+		}
+		return nil, nil, fmt.Errorf("%s jwt[%d] (%s): %w", convert.Kind, i, converted[i].Spec.IssuerURL, err)
+	}
+	return objs, notes, nil
+}
+
+// admitManifest admits one named, cluster-scoped OpenIDConnect manifest whose name seen does not hold
+// yet, and adds the name to seen.
+func admitManifest(validator *crdValidator, u *unstructured.Unstructured, seen map[string]bool) (*v1alpha1.OpenIDConnect, error) {
+	name := u.GetName()
+	if seen[name] {
+		return nil, fmt.Errorf("OpenIDConnect %q is declared twice", name)
+	}
+	seen[name] = true
+	if err := validator.admit(context.Background(), u); err != nil {
+		if apierrors.IsInvalid(err) {
+			return nil, err // the message names the object already
+		}
+		return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
+	}
+	var obj v1alpha1.OpenIDConnect
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, &obj, true); err != nil {
+		return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
+	}
+	if _, err := ToConfig(&obj); err != nil {
+		return nil, fmt.Errorf("OpenIDConnect %q: %w", name, err)
+	}
+	return &obj, nil
 }
 
 // stripComments drops YAML comment lines, so a document of only comments counts as empty.

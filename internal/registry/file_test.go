@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -279,7 +280,7 @@ func TestParseManifestsAcceptsWhatTheCRDAccepts(t *testing.T) {
 	for _, sample := range samples {
 		t.Run(filepath.Base(sample), func(t *testing.T) {
 			t.Parallel()
-			objs, err := parseManifestFile(sample)
+			objs, _, err := parseManifestFile(sample)
 			if err != nil || len(objs) == 0 {
 				t.Fatalf("objects %d, error %v", len(objs), err)
 			}
@@ -405,4 +406,217 @@ func startFileSource(t *testing.T, dir string, log logr.Logger, names ...string)
 		}
 	})
 	return src, router
+}
+
+// TestParseManifestsAuthenticationConfiguration: a kube-apiserver AuthenticationConfiguration document
+// is converted and each of its objects admitted like any other; what either step refuses refuses the
+// file, with a message naming the document and the authenticator.
+func TestParseManifestsAuthenticationConfiguration(t *testing.T) {
+	t.Parallel()
+	read := func(file string) string {
+		data, err := os.ReadFile(filepath.Join("testdata", "authnconfig", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	const jwt = `apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- issuer: {url: "https://accounts.example.com", audiences: [downstream]}
+  claimMappings: {username: %s}
+`
+	tests := []struct {
+		name      string
+		data      string
+		want      []string // names
+		wantNotes []string // "index field"
+		wantErr   string
+	}{
+		{name: "beside an OpenIDConnect", data: read("static.yaml"),
+			want:      []string{"accounts.example.com", "token.actions.githubusercontent.com", "hub"},
+			wantNotes: []string{"0 issuer.egressSelectorType", "-1 "}},
+		{name: "no authenticators", data: "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt: []\n"},
+		{name: "the CRD refuses an object", data: read("invalid-system-prefix.yaml"),
+			wantErr: `document 1: AuthenticationConfiguration jwt[1] (https://masters.example.com): OpenIDConnect.authentication.clustertrust.io "masters.example.com" is invalid: spec.usernamePrefix: Invalid value: "system:": usernamePrefix must not start with system:`},
+		{name: "kube-apiserver refuses the file", data: read("invalid-no-prefix.yaml"),
+			wantErr: "document 1: kube-apiserver would refuse this AuthenticationConfiguration: jwt[0].claimMappings.username.prefix: Required value"},
+		{name: "unknown field", data: strings.Replace(fmt.Sprintf(jwt, "{claim: sub, prefix: ''}"), "audiences", "audience", 1),
+			wantErr: `document 1: could not decode the AuthenticationConfiguration: strict decoding error: unknown field "jwt[0].issuer.audience"`},
+		{name: "a prefix an object cannot say", data: fmt.Sprintf(jwt, "{claim: sub, prefix: '-'}"),
+			wantErr: `document 1: jwt[0] (https://accounts.example.com): claimMappings.username.prefix "-" cannot be converted`},
+		{name: "a name taken in the same file", data: fmt.Sprintf(jwt, "{claim: sub, prefix: ''}") + "---\n" + strings.Replace(read("static.yaml")[strings.Index(read("static.yaml"), "apiVersion: authentication"):], "name: hub", "name: accounts.example.com", 1),
+			wantErr: `OpenIDConnect "accounts.example.com" is declared twice`},
+		{name: "another configuration kind", data: "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers: []\n",
+			wantErr: "document 1: is apiserver.config.k8s.io/v1 AuthorizationConfiguration, want authentication.clustertrust.io/v1alpha1 OpenIDConnect (or an apiserver.config.k8s.io AuthenticationConfiguration)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			objs, notes, err := parseManifests([]byte(tt.data))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v\nwant one containing %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names, noteKeys []string
+			for _, o := range objs {
+				names = append(names, o.Name)
+			}
+			for _, n := range notes {
+				noteKeys = append(noteKeys, fmt.Sprintf("%d %s", n.Index, n.Field))
+			}
+			if fmt.Sprint(names) != fmt.Sprint(tt.want) || fmt.Sprint(noteKeys) != fmt.Sprint(tt.wantNotes) {
+				t.Fatalf("names %v, notes %v; want %v, %v", names, noteKeys, tt.want, tt.wantNotes)
+			}
+		})
+	}
+
+	// The converted objects are admitted with the CRD's defaults, like any other.
+	objs, err := ParseManifests([]byte(read("static.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gha := objs[1].Spec
+	if gha.UsernameClaim != "sub" || gha.UsernamePrefix != "gha:" || gha.ServiceAccountGroups == nil || *gha.ServiceAccountGroups ||
+		fmt.Sprint(gha.ClaimValidationRules) != "[{repository_owner example  }]" {
+		t.Fatalf("converted spec %+v", gha)
+	}
+	if accounts := objs[0].Spec; accounts.UsernameClaim != "email" || accounts.UsernamePrefix != v1alpha1.PrefixDisabled {
+		t.Fatalf("converted spec %+v", accounts)
+	}
+}
+
+// TestFileSourceServesAnAuthenticationConfiguration shares a kube-apiserver --authentication-config file
+// with the file source: its issuers are routed and map tokens as kube-apiserver would, the notes are
+// logged once per content, a bad edit is refused as a whole (the last good objects stay), and a name
+// another file takes is refused by the usual rule.
+func TestFileSourceServesAnAuthenticationConfiguration(t *testing.T) {
+	t.Parallel()
+	hub, err := testissuer.New(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Close)
+	edge, err := testissuer.New(jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(edge.Close)
+	template, err := os.ReadFile(filepath.Join("testdata", "authnconfig", "kube-apiserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quote := func(b []byte) string { q, _ := json.Marshal(string(b)); return string(q) }
+	config := strings.NewReplacer("{{HUB}}", hub.URL, "{{EDGE}}", edge.URL, "{{HUB_CA}}", quote(hub.CAPEM()), "{{EDGE_CA}}", quote(edge.CAPEM())).Replace(string(template))
+	hubName := "127.0.0.1-" + hub.URL[strings.LastIndex(hub.URL, ":")+1:]
+	edgeName := "127.0.0.1-" + edge.URL[strings.LastIndex(edge.URL, ":")+1:]
+
+	dir := t.TempDir()
+	write := func(file, content string) {
+		t.Helper()
+		tmp := filepath.Join(dir, ".tmp-"+file)
+		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, file)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("kube-apiserver.yaml", config)
+	var logged struct {
+		sync.Mutex
+		lines []string
+	}
+	log := funcr.New(func(_, args string) {
+		logged.Lock()
+		defer logged.Unlock()
+		logged.lines = append(logged.lines, args)
+	}, funcr.Options{Verbosity: 1})
+	count := func(substr string) (n int, last string) {
+		logged.Lock()
+		defer logged.Unlock()
+		for _, l := range logged.lines {
+			if strings.Contains(l, substr) {
+				n++
+				last = l
+			}
+		}
+		return n, last
+	}
+	src, router := startFileSource(t, dir, log, hubName, edgeName)
+
+	answer := func(token string) string {
+		resp, ok, err := router.AuthenticateToken(context.Background(), token)
+		if err != nil || !ok {
+			return fmt.Sprintf("refused: %v", err)
+		}
+		return fmt.Sprintf("%s uid=%q groups=%v", resp.User.GetName(), resp.User.GetUID(), resp.User.GetGroups())
+	}
+	hubToken, err := hub.Mint(testissuer.Claims{"sub": "alice", "aud": "downstream", "groups": []string{"dev"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeToken, err := edge.Mint(testissuer.Claims{"sub": "runner", "aud": "other", "team": "ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherTeam, err := edge.Mint(testissuer.Claims{"sub": "runner", "aud": "other", "team": "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hubUser, edgeUser = `hub:alice uid="" groups=[hub:dev]`, `edge:runner uid="runner" groups=[]`
+	eventually(t, "both issuers ready and mapping as kube-apiserver would", func() bool {
+		return src.ReadyChecker()(nil) == nil && answer(hubToken) == hubUser && answer(edgeToken) == edgeUser
+	})
+	if got := answer(otherTeam); !strings.Contains(got, "only the ci team") {
+		t.Fatalf("a token the claim validation rule refuses: %s", got)
+	}
+	obj, err := src.Get(context.Background(), hubName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("Ready = %+v", c)
+	}
+	if obj.Spec.IssuerURL != hub.URL || string(obj.Spec.CABundle) != string(hub.CAPEM()) || obj.Spec.UsernamePrefix != "hub:" {
+		t.Fatalf("served spec %+v", obj.Spec)
+	}
+	// anonymous, edge's uid claim and the configuration-wide note: logged once, not again on a reload of
+	// the same content.
+	const noteLog = "Not carried over from an AuthenticationConfiguration"
+	if n, _ := count(noteLog); n != 3 {
+		t.Fatalf("%d notes logged, want 3: %v", n, logged.lines)
+	}
+	reloads := testutil.ToFloat64(src.metrics.reloads.WithLabelValues("ok"))
+	write("kube-apiserver.yaml", config)
+	eventually(t, "a reload of the same content", func() bool { return testutil.ToFloat64(src.metrics.reloads.WithLabelValues("ok")) > reloads })
+	if n, _ := count(noteLog); n != 3 {
+		t.Fatalf("the notes were logged again for the same content: %d", n)
+	}
+
+	// A bad edit (a CEL rule kube-apiserver would not compile) refuses the whole file: both issuers stay.
+	write("kube-apiserver.yaml", strings.Replace(config, `claims.team == "ci"`, `claims.team ==`, 1))
+	eventually(t, "the bad edit refused", func() bool { return testutil.ToFloat64(src.metrics.invalid) == 1 })
+	if _, last := count("Refusing an invalid file"); !strings.Contains(last, "document 1: kube-apiserver would refuse this AuthenticationConfiguration: jwt[1].claimValidationRules[0].expression: Invalid value") {
+		t.Fatalf("logged %s", last)
+	}
+	if answer(hubToken) != hubUser || answer(edgeToken) != edgeUser {
+		t.Fatalf("after a refused edit: %s, %s", answer(hubToken), answer(edgeToken))
+	}
+
+	// Fixed, and another file claiming a converted object's name: that file is refused.
+	write("kube-apiserver.yaml", config)
+	write("zz-hub.yaml", fmt.Sprintf("apiVersion: authentication.clustertrust.io/v1alpha1\nkind: OpenIDConnect\nmetadata: {name: %s}\nspec: {issuerURL: %q, audiences: [x]}\n", hubName, hub.URL))
+	eventually(t, "the name clash refused", func() bool {
+		_, last := count("Refusing an invalid file")
+		return testutil.ToFloat64(src.metrics.invalid) == 1 && strings.Contains(last, fmt.Sprintf(`OpenIDConnect \"%s\" is also declared in kube-apiserver.yaml`, hubName))
+	})
+	if answer(hubToken) != hubUser {
+		t.Fatalf("after the clash: %s", answer(hubToken))
+	}
 }

@@ -53,8 +53,12 @@ var (
 	servingCertFile, servingKeyFile string
 	// adminKubeconfig is a system:masters kubeconfig for the test kube-apiserver.
 	adminKubeconfig string
-	issuer          *testissuer.Issuer
-	audience        string
+	// webhookKubeconfigFile is the file kube-apiserver calls the webhook with (mTLS, client certificate
+	// of CN kube-apiserver); clientCA signs the client certificates the webhook accepts.
+	webhookKubeconfigFile string
+	clientCA              *pki.CA
+	issuer                *testissuer.Issuer
+	audience              string
 )
 
 func TestMain(m *testing.M) {
@@ -107,7 +111,7 @@ func run(m *testing.M) (int, error) {
 	webhookCA = ca.CertPEM()
 	// kube-apiserver authenticates to the webhook with a client certificate (mTLS); the tests' direct
 	// reviews present one of the same name.
-	clientCA, err := pki.NewCA("clustertrust-integration-client-ca")
+	clientCA, err = pki.NewCA("clustertrust-integration-client-ca")
 	if err != nil {
 		return 1, err
 	}
@@ -126,6 +130,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	webhookConfig := filepath.Join(dir, "webhook.kubeconfig")
+	webhookKubeconfigFile = webhookConfig
 	webhookKubeconfig, err := app.WebhookKubeconfig(webhookURL, webhookCA, apiserverCert.CertPEM, apiserverCert.KeyPEM)
 	if err != nil {
 		return 1, err

@@ -34,6 +34,6 @@ usernames and groups that RBAC on this cluster binds to.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newTrustCommand(), newAPIServerConfigCommand(), newPublishDiscoveryCommand(), newSyncKeysCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newTrustCommand(), newAPIServerConfigCommand(), newPublishDiscoveryCommand(), newSyncKeysCommand(), newVersionCommand(), newExplainCommand(), newDoctorCommand(), newConvertCommand())
 	return root
 }
