@@ -98,6 +98,7 @@ func (r *Router) Explain(ctx context.Context, token string, audiences []string, 
 		ctx = authenticator.WithAudiences(ctx, audiences)
 	}
 	ctx = withRefetchGate(ctx, rt.refetchWaiters)
+	var firstErr error
 	for _, e := range rt.entries {
 		a := Attempt{Object: e.cfg.Name}
 		if x.Authenticated {
@@ -117,8 +118,8 @@ func (r *Router) Explain(ctx context.Context, token string, audiences []string, 
 			}
 			a.Reason, a.Detail = reasonOf(err), err.Error()
 			a.Hint = hintFor(a.Reason, e, x.Claims, audiences)
-			if x.Reason == "" {
-				x.Reason = a.Reason // the router answers with the first object's refusal
+			if firstErr == nil || preferRefusal(firstErr, err) {
+				firstErr, x.Reason = err, a.Reason // the refusal the router answers with
 			}
 		}
 		x.Attempts = append(x.Attempts, a)
@@ -158,20 +159,12 @@ func hintFor(reason string, e *Entry, c UnverifiedClaims, reviewAudiences []stri
 	case ReasonBadSignature:
 		return fmt.Sprintf("the signature does not verify with the issuer's key %q: the token was not signed by this issuer (forged or altered), or another signer uses the same kid", c.KeyID)
 	case ReasonAlgorithm:
-		algs := cfg.SigningAlgs
-		if len(algs) == 0 {
-			algs = []string{"RS256"}
+		if !slices.Contains(AllSigningAlgs, c.Algorithm) {
+			return fmt.Sprintf("the token is signed with %q, which clustertrust never accepts: only asymmetric algorithms (%s) verify with an issuer's public keys", c.Algorithm, strings.Join(AllSigningAlgs, ", "))
 		}
-		return fmt.Sprintf("the token is signed with %s; OpenIDConnect %s accepts %q: add it to spec.supportedSigningAlgs", c.Algorithm, cfg.Name, algs)
+		return fmt.Sprintf("the token is signed with %s; OpenIDConnect %s accepts %q: add it to spec.supportedSigningAlgs", c.Algorithm, cfg.Name, cfg.SigningAlgs)
 	case ReasonLifetime:
-		if c.Expiry != nil {
-			start := time.Now()
-			if c.IssuedAt != nil {
-				start = *c.IssuedAt
-			}
-			return fmt.Sprintf("the token lives %s; OpenIDConnect %s accepts at most %s (spec.maxTokenExpirationSeconds): mint shorter-lived tokens (--duration) or raise the limit", c.Expiry.Sub(start).Round(time.Second), cfg.Name, cfg.MaxTokenLifetime)
-		}
-		return fmt.Sprintf("OpenIDConnect %s accepts tokens living at most %s, with an exp", cfg.Name, cfg.MaxTokenLifetime)
+		return fmt.Sprintf("OpenIDConnect %s accepts tokens living at most %s (spec.maxTokenExpirationSeconds), counted from nbf (else iat) to exp, and from now to exp: mint shorter-lived tokens (--duration) or raise the limit", cfg.Name, cfg.MaxTokenLifetime)
 	case ReasonRequiredClaim:
 		return fmt.Sprintf("OpenIDConnect %s requires the claims %v (spec.requiredClaims and claimValidationRules with requiredValue)", cfg.Name, requiredClaimNames(cfg))
 	case ReasonUsernameClaim:

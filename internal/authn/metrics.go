@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,14 +96,16 @@ func noteObject(ctx context.Context, object string) {
 	}
 }
 
-// classify maps the error of a refused review to a result label.
+// classify maps the error of a refused review to a result label, from its reason, so both paths label
+// the same refusal alike (the general path wraps the key set's errors with %v, which errors.Is cannot
+// see through).
 func classify(err error) string {
-	switch {
-	case errors.Is(err, ErrOverloaded):
+	switch reasonOf(err) {
+	case ReasonOverload:
 		return ResultOverloaded
-	case errors.Is(err, ErrUnknownIssuer):
+	case ReasonUnknownIssuer:
 		return ResultUnknownIssuer
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrNoKeys):
+	case ReasonInternal, ReasonNoKeys:
 		return ResultError
 	default:
 		return ResultInvalid

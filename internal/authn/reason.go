@@ -119,6 +119,7 @@ var libraryReasons = []struct{ text, reason string }{
 	{"email not verified", ReasonUsernameClaim},
 	{"'email_verified' claim", ReasonUsernameClaim},
 	{"parse groups claim", ReasonGroupsClaim},
+	{"parse uid claim", ReasonClaimMapping}, // a uid claim, which objects do not set today
 	{"claim validation expression", ReasonClaimRule},
 	{"user info validation rule", ReasonUserRule},
 	{"claim expression", ReasonClaimMapping}, // username, groups and uid expressions

@@ -290,3 +290,37 @@ func assertNoTokenIn(t *testing.T, token, s string) {
 		}
 	}
 }
+
+// TestRefusalOfTheObjectMeantForTheToken: two objects of one issuer for different audiences. An expired
+// token minted for the second is refused as expired by the second, not as a wrong audience by the first,
+// in status.error, the metric and explain alike.
+func TestRefusalOfTheObjectMeantForTheToken(t *testing.T) {
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	for i, aud := range []string{"https://a.example", "https://b.example"} {
+		cfg := baseConfig(iss)
+		cfg.Name, cfg.Audiences, cfg.CreatedAt = []string{"hub-a", "hub-b"}[i], []string{aud}, time.Unix(int64(1000+i), 0)
+		r.Store(cfg.Name, startEntry(t, cfg))
+	}
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{Authenticator: r, Issuers: r, Log: logr.Discard(), Metrics: m}
+	now := time.Now()
+	expired := mint(t, iss, testissuer.Claims{"sub": "x", "aud": "https://b.example", "iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Hour).Unix()})
+	if _, msg := postReview(t, h, expired); !strings.HasPrefix(msg, "clustertrust: expired: ") || !strings.Contains(msg, "OpenIDConnect hub-b") {
+		t.Fatalf("status.error = %q, want expired by hub-b", msg)
+	}
+	if got := testutil.ToFloat64(m.reviews.WithLabelValues(ResultInvalid, IssuerHash(iss.URL), ReasonExpired)); got != 1 {
+		t.Errorf("counted under expired: %v", got)
+	}
+	if x := r.Explain(context.Background(), expired, nil, 0); x.Reason != ReasonExpired {
+		t.Errorf("explain says %s", x.Reason)
+	}
+	// A token for neither audience is still refused for its audience, by the first object.
+	other := mint(t, iss, testissuer.Claims{"sub": "x", "aud": "https://c.example"})
+	if _, msg := postReview(t, h, other); !strings.HasPrefix(msg, "clustertrust: audience: ") || !strings.Contains(msg, "OpenIDConnect hub-a") {
+		t.Fatalf("status.error = %q, want audience by hub-a", msg)
+	}
+}

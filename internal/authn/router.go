@@ -318,12 +318,19 @@ func (r *Router) authenticate(ctx context.Context, token string) (*authenticator
 			noteObject(ctx, e.cfg.Name)
 			return resp, e, expiry, nil
 		}
-		if firstErr == nil {
+		if firstErr == nil || preferRefusal(firstErr, err) {
 			firstErr = err
 			noteObject(ctx, e.cfg.Name)
 		}
 	}
 	return nil, nil, time.Time{}, firstErr
+}
+
+// preferRefusal reports whether a later object's refusal says more than the one kept: an object whose
+// audiences the token does not name was never meant for it, so when another object of the issuer was,
+// its refusal (expired, a failed rule) is the one to report. Otherwise the first object's stands.
+func preferRefusal(kept, later error) bool {
+	return reasonOf(kept) == ReasonAudience && reasonOf(later) != ReasonAudience
 }
 
 // Generation counts changes to the routing table; a cached refusal is only valid for the generation

@@ -53,6 +53,9 @@ func (o Options) FromAuthenticationConfiguration(data []byte) ([]v1alpha1.OpenID
 		notes = append(notes, Note{Index: -1, Field: "anonymous", Message: "has no counterpart: clustertrust authenticates bearer tokens only, " +
 			"so requests without one stay kube-apiserver's to allow or refuse; it is skipped"})
 	}
+	if len(cfg.JWT) == 0 {
+		notes = append(notes, Note{Index: -1, Field: "jwt", Message: "is empty: there is no JWT authenticator, so no OpenIDConnect object is made"})
+	}
 	objs := make([]v1alpha1.OpenIDConnect, 0, len(cfg.JWT))
 	for i, j := range cfg.JWT {
 		obj, objNotes, err := fromJWT(i, j, names[i])

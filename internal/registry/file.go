@@ -321,7 +321,10 @@ func (s *FileSource) carryOver(obj *v1alpha1.OpenIDConnect) *v1alpha1.OpenIDConn
 	if !ok {
 		sum := sha256.Sum256([]byte(s.Dir + "\x00" + obj.Name))
 		obj.UID = types.UID("file-" + hex.EncodeToString(sum[:8]))
-		obj.CreationTimestamp = metav1.Now()
+		// Files have no creation order: every object gets the same (zero) creation time, so of two
+		// conflicting objects the one whose name sorts first wins, on every replica, after every
+		// restart and whatever order the files were written in.
+		obj.CreationTimestamp = metav1.Time{}
 		obj.Generation = 1
 		return obj
 	}
@@ -333,7 +336,18 @@ func (s *FileSource) carryOver(obj *v1alpha1.OpenIDConnect) *v1alpha1.OpenIDConn
 	return obj
 }
 
+// Load reads the directory once, as each reload does (the same parsing, validation, whole-file refusal
+// and duplicate rule), without watching it and without a Reconciler: for `webhook explain`, which must
+// see the objects the webhook would serve.
+func (s *FileSource) Load(ctx context.Context) {
+	s.initMetrics()
+	s.reload(ctx)
+}
+
 func (s *FileSource) reconcile(ctx context.Context, name string) {
+	if s.Reconciler == nil {
+		return // Load
+	}
 	if _, err := s.Reconciler.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Name: name}}); err != nil {
 		s.Log.Error(err, "Could not reconcile", "openidconnect", name)
 	}

@@ -436,7 +436,7 @@ jwt:
 		{name: "beside an OpenIDConnect", data: read("static.yaml"),
 			want:      []string{"accounts.example.com", "token.actions.githubusercontent.com", "hub"},
 			wantNotes: []string{"0 issuer.egressSelectorType", "-1 "}},
-		{name: "no authenticators", data: "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt: []\n"},
+		{name: "no authenticators", data: "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt: []\n", wantNotes: []string{"-1 jwt"}},
 		{name: "the CRD refuses an object", data: read("invalid-system-prefix.yaml"),
 			wantErr: `document 1: AuthenticationConfiguration jwt[1] (https://masters.example.com): OpenIDConnect.authentication.clustertrust.io "masters.example.com" is invalid: spec.usernamePrefix: Invalid value: "system:": usernamePrefix must not start with system:`},
 		{name: "kube-apiserver refuses the file", data: read("invalid-no-prefix.yaml"),
@@ -618,5 +618,78 @@ func TestFileSourceServesAnAuthenticationConfiguration(t *testing.T) {
 	})
 	if answer(hubToken) != hubUser {
 		t.Fatalf("after the clash: %s", answer(hubToken))
+	}
+}
+
+// TestFileSourceConflictWinnerIsDeterministic: files have no creation order, so of two conflicting
+// objects (one issuer, overlapping audiences, different usernames) the one whose name sorts first wins,
+// whichever file declares it, whether both were there at start or one came later. Before, the winner
+// was the first loaded, so replicas started at different times could map one token to different users.
+func TestFileSourceConflictWinnerIsDeterministic(t *testing.T) {
+	t.Parallel()
+	iss, err := testissuer.New(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(iss.Close)
+	manifest := func(name string) string {
+		return fmt.Sprintf(`apiVersion: authentication.clustertrust.io/v1alpha1
+kind: OpenIDConnect
+metadata: {name: %s}
+spec:
+  issuerURL: %q
+  audiences: [downstream]
+  jwks: {keys: %s}
+`, name, iss.URL, base64.StdEncoding.EncodeToString(iss.JWKS()))
+	}
+	winner := func(t *testing.T, router *authn.Router) string {
+		t.Helper()
+		var w string
+		eventually(t, "both objects routed", func() bool {
+			_, zetaRouted := router.Get("zeta")
+			_, alphaRouted := router.Get("alpha")
+			_, zetaLost := router.Conflict("zeta")
+			_, alphaLost := router.Conflict("alpha")
+			switch {
+			case !zetaRouted || !alphaRouted:
+				return false
+			case zetaLost && !alphaLost:
+				w = "alpha"
+			case alphaLost && !zetaLost:
+				w = "zeta"
+			default:
+				return false
+			}
+			return true
+		})
+		return w
+	}
+	// zeta in a.yaml (read first), alpha in b.yaml: both at start.
+	both := t.TempDir()
+	writeFileT(t, filepath.Join(both, "a.yaml"), manifest("zeta"))
+	writeFileT(t, filepath.Join(both, "b.yaml"), manifest("alpha"))
+	_, router := startFileSource(t, both, logr.Discard(), "zeta", "alpha")
+	if w := winner(t, router); w != "alpha" {
+		t.Fatalf("both files at start: %s wins, want alpha", w)
+	}
+	// alpha first, zeta added while running: the same winner.
+	later := t.TempDir()
+	writeFileT(t, filepath.Join(later, "b.yaml"), manifest("alpha"))
+	_, router2 := startFileSource(t, later, logr.Discard(), "zeta", "alpha")
+	eventually(t, "alpha routed", func() bool { _, ok := router2.Get("alpha"); return ok })
+	writeFileT(t, filepath.Join(later, "a.yaml"), manifest("zeta"))
+	if w := winner(t, router2); w != "alpha" {
+		t.Fatalf("zeta added later: %s wins, want alpha", w)
+	}
+}
+
+func writeFileT(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }

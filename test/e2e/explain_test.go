@@ -165,6 +165,7 @@ func TestDoctorFindsWiringMistakes(t *testing.T) {
 		base = append(base, "--readyz-url", u)
 	}
 	out, errOut, code := webhookRun(t, "", base...)
+	t.Logf("webhook doctor on the real wiring:\n%s", out)
 	if code != 0 || strings.Contains(out, "fail ") {
 		t.Fatalf("the real wiring: exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -66,8 +65,6 @@ const (
 	staleKeysFailAge = 24 * time.Hour
 	// maxBodyShown is how much of an unexpected answer the report quotes.
 	maxBodyShown = 200
-	// maxTokenFileBytes bounds what --token-file may hold.
-	maxTokenFileBytes = authn.MaxTokenBytesLimit + 1024
 )
 
 // doctorOptions are the flags of `webhook doctor`.
@@ -212,12 +209,18 @@ type webhookTarget struct {
 	insecure   bool
 	certPEM    []byte
 	keyPEM     []byte
+	// rest is the client configuration kube-apiserver makes of the file: the reviews go through it,
+	// so a proxy (proxy-url, or HTTPS_PROXY in the environment) is used as kube-apiserver uses it.
+	rest *rest.Config
 }
 
 func (d *doctor) run(ctx context.Context) []checkResult {
 	var out []checkResult
 	add := func(r ...checkResult) { out = append(out, r...) }
 	add(d.checkKubeconfig())
+	if p := d.checkProxy(); p != nil {
+		add(*p)
+	}
 	add(d.checkReach(ctx))
 	add(d.checkTLS(ctx))
 	clientCert, review := d.checkReviews(ctx)
@@ -234,6 +237,26 @@ func (d *doctor) run(ctx context.Context) []checkResult {
 		add(d.checkToken(ctx))
 	}
 	return out
+}
+
+// checkProxy says when kube-apiserver's client would go through a proxy (the kubeconfig's proxy-url,
+// else HTTPS_PROXY of the environment, here doctor's): the reach and tls checks dial directly, while the
+// reviews go through the proxy as kube-apiserver's do. nil when no proxy applies.
+func (d *doctor) checkProxy() *checkResult {
+	if d.target == nil || d.target.rest == nil {
+		return nil
+	}
+	proxy := d.target.rest.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
+	p, err := proxy(&http.Request{URL: d.target.url})
+	if err != nil || p == nil {
+		return nil
+	}
+	p.User = nil // never print proxy credentials
+	return &checkResult{"proxy", checkWarn, fmt.Sprintf("kube-apiserver's client reaches %s through the proxy %s: the reach and tls checks below dial directly, the reviews go through the proxy", d.target.server, p.Redacted()),
+		"kube-apiserver uses the proxy of its own environment (HTTPS_PROXY, NO_PROXY) or the kubeconfig's proxy-url: run doctor with the same, or add the webhook's host to NO_PROXY if the proxy should not be used"}
 }
 
 // --- kubeconfig -------------------------------------------------------------------------------------
@@ -286,7 +309,7 @@ func (d *doctor) checkKubeconfig() checkResult {
 	if (len(tc.CertData) == 0) != (len(tc.KeyData) == 0) {
 		return checkResult{name, checkFail, fmt.Sprintf("user %q has a client certificate without its key, or a key without its certificate", kctx.AuthInfo), "set both client-certificate-data and client-key-data, or neither"}
 	}
-	t := &webhookTarget{server: cluster.Server, url: u, serverName: tc.ServerName, explicitSN: tc.ServerName != "", insecure: tc.Insecure, certPEM: tc.CertData, keyPEM: tc.KeyData}
+	t := &webhookTarget{server: cluster.Server, url: u, serverName: tc.ServerName, explicitSN: tc.ServerName != "", insecure: tc.Insecure, certPEM: tc.CertData, keyPEM: tc.KeyData, rest: restCfg}
 	if t.serverName == "" {
 		t.serverName = u.Hostname()
 	}
@@ -483,7 +506,10 @@ func diagnoseChain(t *webhookTarget, chain []*x509.Certificate, now time.Time) c
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	for _, c := range chain {
+	// The leaf's own dates first, for a precise message; the rest of what the server sends is judged
+	// by Verify, which, like kube-apiserver's TLS, ignores certificates no valid chain needs (an old
+	// cross-signed CA sent along, say).
+	for _, c := range chain[:1] {
 		if now.Before(c.NotBefore) {
 			return checkResult{name, checkFail, fmt.Sprintf("the certificate %s presented by %s is not valid before %s (%s from now)", certName(c), t.addr(), c.NotBefore.UTC().Format(time.RFC3339), approx(c.NotBefore.Sub(now))),
 				"the clock of this machine or of whoever issued the certificate is off: sync them (NTP), or re-issue the certificate"}
@@ -663,6 +689,8 @@ func (d *doctor) judgeGarbageReview(a reviewAnswer) checkResult {
 		return checkResult{name, checkFail, "a TokenReview of a garbage token got an answer that is not a TokenReview (" + what + ")", "is " + d.target.server + " clustertrust's /authenticate?"}
 	}
 	switch {
+	case tr.APIVersion == "" && tr.Kind == "":
+		// kube-apiserver reads an answer without apiVersion and kind as the version it asked for.
 	case tr.APIVersion != authenticationv1.SchemeGroupVersion.String() || tr.Kind != "TokenReview":
 		return checkResult{name, checkFail, fmt.Sprintf("a TokenReview of a garbage token was answered with apiVersion %q, kind %q instead of authentication.k8s.io/v1 TokenReview (%s)", tr.APIVersion, tr.Kind, what),
 			"kube-apiserver cannot read that answer: is " + d.target.server + " clustertrust's /authenticate?"}
@@ -694,11 +722,12 @@ func (d *doctor) postReview(ctx context.Context, token string) reviewAnswer {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "clustertrust-doctor")
-	c := &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   d.target.tlsConfig(d.clientCert),
-		Proxy:             http.ProxyFromEnvironment,
-		DisableKeepAlives: true,
-	}}
+	// kube-apiserver's client for this file (k8s.io/apiserver's webhook client is a REST client of the
+	// same rest.Config): the same TLS, and the same proxy.
+	c, err := rest.HTTPClientFor(d.target.rest)
+	if err != nil {
+		return reviewAnswer{err: err}
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		if strings.Contains(err.Error(), token) { // never seen; but the report must not carry it
@@ -997,28 +1026,15 @@ func (d *doctor) checkToken(ctx context.Context) checkResult {
 
 // readToken reads --token-file, or stdin for "-".
 func (d *doctor) readToken() (string, error) {
-	var r io.Reader
-	if d.opts.TokenFile == "-" {
-		if d.stdin == nil {
-			return "", errors.New("--token-file -: no stdin")
-		}
-		r = d.stdin
-	} else {
-		f, err := os.Open(d.opts.TokenFile) //nolint:gosec // G304: reading the file the operator named is the point
-		if err != nil {
-			return "", fmt.Errorf("could not read --token-file: %w", err)
-		}
-		defer func() { _ = f.Close() }()
-		r = f
+	stdin := d.stdin
+	if d.opts.TokenFile == "-" && stdin == nil {
+		return "", errors.New("--token-file -: no stdin")
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxTokenFileBytes+1))
+	// The reading of `webhook explain`, so the two agree on what the file holds.
+	token, err := readToken(stdin, d.opts.TokenFile)
 	if err != nil {
-		return "", fmt.Errorf("could not read --token-file %s: %w", d.opts.TokenFile, err)
+		return "", err
 	}
-	if len(b) > maxTokenFileBytes {
-		return "", fmt.Errorf("--token-file %s holds more than %d bytes: not a token", d.opts.TokenFile, maxTokenFileBytes)
-	}
-	token := strings.TrimSpace(string(b))
 	if token == "" {
 		return "", fmt.Errorf("--token-file %s is empty", d.opts.TokenFile)
 	}

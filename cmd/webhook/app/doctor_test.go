@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/client-go/tools/clientcmd"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/authn"
@@ -420,6 +423,8 @@ func TestDoctorGarbageReviewAnswers(t *testing.T) {
 		{"no error", answer(http.StatusOK, `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":false}}`), checkFail, []string{"without status.error"}},
 		{"v1beta1", answer(http.StatusOK, `{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","status":{"error":"no"}}`), checkFail, []string{`apiVersion "authentication.k8s.io/v1beta1"`}},
 		{"accepts anything", answer(http.StatusOK, `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"username":"admin"}}}`), checkFail, []string{`authenticated as "admin"`}},
+		// kube-apiserver reads an answer without apiVersion and kind as v1: so does doctor.
+		{"no apiVersion", answer(http.StatusOK, `{"status":{"authenticated":false,"error":"no"}}`), checkOK, []string{`status.error "no"`}},
 		{"server error", answer(http.StatusInternalServerError, strings.Repeat("x", 500)), checkFail, []string{"HTTP 500", strings.Repeat("x", maxBodyShown) + "…"}},
 	}
 	for _, tt := range tests {
@@ -485,7 +490,7 @@ func TestDoctorTokenFile(t *testing.T) {
 	assertNoToken(t, results, expiredToken)
 
 	d.opts.TokenFile = filepath.Join(dir, "missing.jwt")
-	expect(t, []checkResult{d.checkToken(context.Background())}, "token", checkFail, []string{"could not read --token-file"}, nil)
+	expect(t, []checkResult{d.checkToken(context.Background())}, "token", checkFail, []string{"could not read the token"}, nil)
 	empty := filepath.Join(dir, "empty.jwt")
 	writeFile(t, empty, "\n")
 	d.opts.TokenFile = empty
@@ -702,5 +707,73 @@ func TestApprox(t *testing.T) {
 		if got := approx(d); got != want {
 			t.Errorf("approx(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestDoctorIgnoresAnExpiredCertificateNoChainNeeds: a server that sends, after its leaf, an expired CA
+// certificate no chain needs (an old cross-sign) verifies for kube-apiserver's TLS, so doctor passes it.
+func TestDoctorIgnoresAnExpiredCertificateNoChainNeeds(t *testing.T) {
+	t.Parallel()
+	ca, err := pki.NewCA("serving-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := ca.Serving("clustertrust", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := pki.NewCA("old-cross-sign")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := *old.Cert
+	expiredDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: expired.Subject, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}, old.Cert, old.Key.Public(), old.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert.Certificate = append(cert.Certificate, expiredDER)
+	mux := http.NewServeMux()
+	mux.Handle("/authenticate", &authn.Handler{Authenticator: stubAuthenticator{}, Log: logr.Discard()})
+	srv := httptest.NewUnstartedServer(mux)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	results := newTestDoctor(writeWebhookKubeconfig(t, srv.URL+"/authenticate", "", ca.CertPEM(), nil)).run(context.Background())
+	if r := result(t, results, "tls"); r.Status != checkOK {
+		t.Fatalf("tls: %s %s", r.Status, r.Message)
+	}
+}
+
+// TestDoctorNamesTheProxy: a proxy-url in the kubeconfig is what kube-apiserver's client uses; doctor
+// sends its reviews through it too (so a dead proxy fails them) and says so.
+func TestDoctorNamesTheProxy(t *testing.T) {
+	t.Parallel()
+	server, ca := startWebhook(t, webhookOpts{})
+	kc := writeWebhookKubeconfig(t, server, "", ca.CertPEM(), nil)
+	cfg, err := clientcmd.LoadFromFile(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Clusters {
+		c.ProxyURL = "http://user:secret@127.0.0.1:9" // nothing listens there
+	}
+	withProxy := filepath.Join(t.TempDir(), "proxy.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, withProxy); err != nil {
+		t.Fatal(err)
+	}
+	results := newTestDoctor(withProxy).run(context.Background())
+	if r := result(t, results, "proxy"); r.Status != checkWarn || !strings.Contains(r.Message, "127.0.0.1:9") || strings.Contains(r.Message, "secret") {
+		t.Errorf("proxy: %s %s", r.Status, r.Message)
+	}
+	if r := result(t, results, "tokenreview"); r.Status != checkFail {
+		t.Errorf("a review through a dead proxy: %s %s", r.Status, r.Message)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -24,8 +25,17 @@ import (
 	"github.com/clustertrust/clustertrust/internal/registry"
 )
 
-// errNotAuthenticated makes `webhook explain` exit 1 after printing why.
-var errNotAuthenticated = errors.New("the token would not be authenticated")
+// exitError is an error with the exit code Main returns for it.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// errNotAuthenticated makes `webhook explain` exit 1 after printing why; its other errors exit 2.
+var errNotAuthenticated = &exitError{1, errors.New("the token would not be authenticated")}
 
 // explainReport is what `webhook explain` prints: the request path's explanation, and what it knows of
 // the objects the router did not try.
@@ -33,6 +43,8 @@ type explainReport struct {
 	authn.Explanation
 	// Objects lists every object read, and whether the router would try it for this token.
 	Objects []explainedObject `json:"objects"`
+	// RefusedFiles are the files of --config-dir the webhook would refuse, with why.
+	RefusedFiles map[string]string `json:"refusedFiles,omitempty"`
 	// Note says where the keys came from.
 	Note string `json:"note"`
 }
@@ -50,6 +62,7 @@ func newExplainCommand() *cobra.Command {
 		tokenFile, kubeconfig, configDir, output string
 		audiences                                []string
 		timeout                                  time.Duration
+		maxTokenBytes                            int
 	)
 	cmd := &cobra.Command{
 		Use:   "explain",
@@ -60,33 +73,36 @@ way the webhook gets them, from where explain runs. It then runs the webhook's o
 token and prints the token's unverified claims, the objects the router tries and in which order, the
 first check each one failed with its reason, and a hint that names the fix.
 
-It exits 0 when the token would be authenticated and 1 when not. Nothing of the token is printed but
-its claims, which its holder can read anyway.`,
+It exits 0 when the token would be authenticated, 1 when not, and 2 when it could not tell (the
+objects or keys could not be read). Nothing of the token is printed but its claims, which its holder
+can read anyway.`,
 		Example: `  kubectl --context upstream -n tenant-a create token reconciler --audience https://downstream:6443 \
     | webhook explain --kubeconfig downstream.kubeconfig
   webhook explain --token-file token.jwt --config-dir /etc/kubernetes/clustertrust/issuers --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cannotTell := func(err error) error { return &exitError{2, err} }
 			if output != "text" && output != "json" {
-				return fmt.Errorf("--output %q is neither text nor json", output)
+				return cannotTell(fmt.Errorf("--output %q is neither text nor json", output))
 			}
 			if kubeconfig != "" && configDir != "" {
-				return errors.New("give --kubeconfig or --config-dir, not both")
+				return cannotTell(errors.New("give --kubeconfig or --config-dir, not both"))
 			}
 			token, err := readToken(cmd.InOrStdin(), tokenFile)
 			if err != nil {
-				return err
+				return cannotTell(err)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			objs, err := readObjects(ctx, kubeconfig, configDir)
+			objs, refused, err := readObjects(ctx, kubeconfig, configDir)
 			if err != nil {
-				return err
+				return cannotTell(err)
 			}
-			report, err := explain(ctx, objs, token, audiences)
+			report, err := explain(ctx, objs, token, audiences, maxTokenBytes)
 			if err != nil {
-				return err
+				return cannotTell(err)
 			}
+			report.RefusedFiles = refused
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -109,115 +125,133 @@ its claims, which its holder can read anyway.`,
 	fs.StringSliceVar(&audiences, "audience", nil, "Audiences kube-apiserver asks for in the TokenReview (spec.audiences); usually none.")
 	fs.StringVar(&output, "output", "text", "text or json.")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the objects and the issuers' keys.")
+	fs.IntVar(&maxTokenBytes, "max-token-bytes", authn.MaxTokenBytes, "The webhook's --max-token-bytes.")
 	return cmd
 }
 
 // readToken reads the token from path (stdin for -), dropping the line break a file or `kubectl create
-// token` ends with.
+// token` ends with. doctor reads its --token-file the same way.
 func readToken(stdin io.Reader, path string) (string, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(io.LimitReader(stdin, authn.MaxTokenBytesLimit+2))
-	} else {
-		b, err = os.ReadFile(path) //nolint:gosec // G304: the file the user named
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path) //nolint:gosec // G304: the file the user named
+		if err != nil {
+			return "", fmt.Errorf("could not read the token: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		r = f
 	}
+	b, err := io.ReadAll(io.LimitReader(r, authn.MaxTokenBytesLimit+2))
 	if err != nil {
 		return "", fmt.Errorf("could not read the token: %w", err)
+	}
+	if len(b) > authn.MaxTokenBytesLimit+1 {
+		return "", fmt.Errorf("the token file holds more than %d bytes: no token the webhook accepts is that long", authn.MaxTokenBytesLimit)
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), nil
 }
 
-// readObjects lists the OpenIDConnect objects of the cluster, or parses those of a directory.
-func readObjects(ctx context.Context, kubeconfig, configDir string) ([]v1alpha1.OpenIDConnect, error) {
+// readObjects lists the OpenIDConnect objects of the cluster, or loads those of a directory exactly as
+// the file source does (refused files, with why, are returned apart).
+func readObjects(ctx context.Context, kubeconfig, configDir string) ([]v1alpha1.OpenIDConnect, map[string]string, error) {
 	if configDir != "" {
-		return readObjectsDir(configDir)
+		if fi, err := os.Stat(configDir); err != nil || !fi.IsDir() {
+			return nil, nil, fmt.Errorf("--config-dir %q is not a readable directory", configDir)
+		}
+		refused := map[string]string{}
+		log := funcr.New(func(_, args string) {}, funcr.Options{})
+		log = logr.New(&refusalSink{LogSink: log.GetSink(), refused: refused})
+		src := &registry.FileSource{Dir: configDir, Log: log}
+		src.Load(ctx)
+		return src.List(), refused, nil
 	}
 	cfg, err := loadRESTConfig(kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = v1alpha1.AddToScheme(scheme)
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return nil, fmt.Errorf("could not create an API client: %w", err)
+		return nil, nil, fmt.Errorf("could not create an API client: %w", err)
 	}
 	var list v1alpha1.OpenIDConnectList
 	if err := c.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("could not list OpenIDConnect objects at %s: %w", cfg.Host, err)
+		return nil, nil, fmt.Errorf("could not list OpenIDConnect objects at %s: %w", cfg.Host, err)
 	}
-	return list.Items, nil
+	return list.Items, nil, nil
 }
 
-func readObjectsDir(dir string) ([]v1alpha1.OpenIDConnect, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("--config-dir: %w", err)
-	}
-	var objs []v1alpha1.OpenIDConnect
-	for _, de := range entries {
-		name := de.Name()
-		ext := filepath.Ext(name)
-		if de.IsDir() || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, name)) //nolint:gosec // G304: the directory the user named
-		if err != nil {
-			return nil, err
-		}
-		parsed, err := registry.ParseManifests(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		for _, o := range parsed {
-			objs = append(objs, *o)
-		}
-	}
-	return objs, nil
+// refusalSink records the files the file source refuses, from its error log lines.
+type refusalSink struct {
+	logr.LogSink
+	refused map[string]string
 }
 
-// explain routes the objects as the webhook does (same translation, same entries, same router), waits
-// for each issuer's first key load, and explains the token.
-func explain(ctx context.Context, objs []v1alpha1.OpenIDConnect, token string, audiences []string) (*explainReport, error) {
+func (s *refusalSink) Error(err error, _ string, kv ...any) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == "file" {
+			s.refused[filepath.Base(fmt.Sprint(kv[i+1]))] = err.Error()
+		}
+	}
+}
+
+func (s *refusalSink) WithValues(...any) logr.LogSink { return s }
+func (s *refusalSink) WithName(string) logr.LogSink   { return s }
+
+// explain routes the objects as the webhook does (same translation, same entries, same router, so the
+// same order and the same conflicts), loads the keys of the token's issuer, and explains the token.
+func explain(ctx context.Context, objs []v1alpha1.OpenIDConnect, token string, audiences []string, maxTokenBytes int) (*explainReport, error) {
 	router := authn.NewRouter()
 	compiler := authn.NewCompiler()
 	report := &explainReport{Note: "the keys were fetched from where explain runs; the webhook fetches them from where it runs"}
 	iss, _ := authn.PeekIssuer(token) // "" for a token without one
 	var entries []*authn.Entry
-	sort.Slice(objs, func(i, j int) bool { return objs[i].Name < objs[j].Name })
-	for i := range objs {
-		obj := &objs[i]
-		o := explainedObject{Name: obj.Name, Issuer: obj.Spec.IssuerURL}
-		cfg, err := registry.ToConfig(obj)
-		if err == nil {
-			var e *authn.Entry
-			if e, err = authn.NewEntry(cfg, authn.EntryOptions{Compiler: compiler, Log: logr.Discard()}); err == nil {
-				e.Start()
-				entries = append(entries, e)
-				router.Store(obj.Name, e)
-			}
-		}
-		switch {
-		case err != nil:
-			o.Why = "invalid, so the webhook does not route it: " + err.Error()
-		case iss == "":
-			o.Why = "the token names no issuer"
-		case obj.Spec.IssuerURL != iss:
-			o.Why = fmt.Sprintf("its issuer is %s, the token's is %s", obj.Spec.IssuerURL, iss)
-		default:
-			o.Considered = true
-		}
-		report.Objects = append(report.Objects, o)
-	}
 	defer func() {
 		for _, e := range entries {
 			e.Close()
 		}
 	}()
-	// Wait for the first key load of the issuers the token could be checked against, as a webhook
-	// replica does before it is ready.
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Name < objs[j].Name })
+	why := map[string]string{}
+	for i := range objs {
+		obj := &objs[i]
+		if obj.DeletionTimestamp != nil {
+			why[obj.Name] = "being deleted, so the webhook no longer routes it"
+			continue
+		}
+		cfg, err := registry.ToConfig(obj)
+		var e *authn.Entry
+		if err == nil {
+			e, err = authn.NewEntry(cfg, authn.EntryOptions{Compiler: compiler, Log: logr.Discard()})
+		}
+		switch {
+		case err != nil:
+			why[obj.Name] = "invalid, so the webhook does not route it: " + err.Error()
+		case iss == "":
+			why[obj.Name] = "the token names no issuer"
+		case obj.Spec.IssuerURL != iss:
+			why[obj.Name] = fmt.Sprintf("its issuer is %s, the token's is %s", obj.Spec.IssuerURL, iss)
+		}
+		if e != nil {
+			// Only the token's issuer's keys are loaded; the others' objects are routed for the conflicts.
+			if cfg.Issuer == iss {
+				e.Start()
+			}
+			entries = append(entries, e)
+			router.Store(obj.Name, e)
+		}
+	}
+	for _, obj := range objs {
+		o := explainedObject{Name: obj.Name, Issuer: obj.Spec.IssuerURL, Why: why[obj.Name]}
+		if winner, conflicting := router.Conflict(obj.Name); conflicting && o.Why == "" {
+			o.Why = fmt.Sprintf("not routed: it conflicts with %s, which maps the same issuer's tokens to other usernames and wins (the webhook reports Ready=False, reason Conflict)", winner)
+		}
+		o.Considered = o.Why == ""
+		report.Objects = append(report.Objects, o)
+	}
+	// Wait for the first key load of the token's issuer, as a webhook replica does before it is ready.
 	for _, e := range entries {
 		if e.Config().Issuer != iss {
 			continue
@@ -230,7 +264,7 @@ func explain(ctx context.Context, objs []v1alpha1.OpenIDConnect, token string, a
 			}
 		}
 	}
-	report.Explanation = router.Explain(ctx, token, audiences, 0)
+	report.Explanation = router.Explain(ctx, token, audiences, maxTokenBytes)
 	return report, nil
 }
 
@@ -254,7 +288,10 @@ func printExplanation(w io.Writer, r *explainReport) {
 		}
 		d := time.Until(*t).Round(time.Second)
 		rel := "in " + d.String()
-		if d < 0 {
+		switch {
+		case d == 0:
+			rel = "now"
+		case d < 0:
 			rel = (-d).String() + " ago"
 		}
 		return t.UTC().Format(time.RFC3339) + " (" + rel + ")"
@@ -265,6 +302,9 @@ func printExplanation(w io.Writer, r *explainReport) {
 	field("kid", c.KeyID)
 	field("alg", c.Algorithm)
 
+	for file, err := range r.RefusedFiles {
+		fmt.Fprintf(&b, "\nRefused file %s (the webhook serves its last good objects, if any): %s\n", file, err)
+	}
 	b.WriteString("\nObjects:\n")
 	if len(r.Objects) == 0 {
 		b.WriteString("  none: nothing is trusted yet\n")

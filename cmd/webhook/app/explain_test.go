@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
 )
 
@@ -74,6 +77,7 @@ spec:
 			if err := cmd.ExecuteContext(context.Background()); err != nil {
 				code = 1
 			}
+			t.Logf("webhook explain:\n%s", out.String())
 			if code != c.code {
 				t.Fatalf("exit %d, want %d\n%s%s", code, c.code, out.String(), errOut.String())
 			}
@@ -112,4 +116,79 @@ spec:
 			t.Fatalf("%+v", report)
 		}
 	})
+}
+
+// TestExplainSeesWhatTheWebhookServes: explain loads --config-dir as the file source does and routes as
+// the router does: of two conflicting objects the one the webhook serves answers (the other is named as
+// in Conflict), a file the webhook refuses is named and not used, an object being deleted is not routed,
+// and --max-token-bytes is the webhook's.
+func TestExplainSeesWhatTheWebhookServes(t *testing.T) {
+	iss, err := testissuer.New(jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	manifest := func(name string) string {
+		return fmt.Sprintf(`apiVersion: authentication.clustertrust.io/v1alpha1
+kind: OpenIDConnect
+metadata: {name: %s}
+spec:
+  issuerURL: %s
+  audiences: [https://downstream.example]
+  caBundle: %s
+`, name, iss.URL, base64.StdEncoding.EncodeToString(iss.CAPEM()))
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.yaml"), manifest("zeta"))
+	writeFile(t, filepath.Join(dir, "b.yaml"), manifest("alpha"))
+	writeFile(t, filepath.Join(dir, "c.yaml"), manifest("alpha")) // declares alpha again: refused as a whole
+	token := func() string {
+		tok, err := iss.Mint(testissuer.Claims{"sub": "bob", "aud": "https://downstream.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}()
+	run := func(t *testing.T, stdin string, args ...string) (string, int) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		cmd := NewRootCommand(&out, &errOut)
+		cmd.SetIn(strings.NewReader(stdin))
+		cmd.SetArgs(args)
+		code := 0
+		if err := cmd.ExecuteContext(context.Background()); err != nil {
+			code = 1
+			var exit *exitError
+			if errors.As(err, &exit) {
+				code = exit.code
+			}
+		}
+		return out.String() + errOut.String(), code
+	}
+	out, code := run(t, token, "explain", "--config-dir", dir)
+	if code != 0 || !strings.Contains(out, "Authenticated by alpha as alpha:bob") ||
+		!strings.Contains(out, "zeta                 not considered: not routed: it conflicts with alpha") ||
+		!strings.Contains(out, "Refused file ") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+
+	// An object being deleted is not routed.
+	objs := []v1alpha1.OpenIDConnect{{ObjectMeta: metav1.ObjectMeta{Name: "gone", DeletionTimestamp: &metav1.Time{Time: time.Now()}},
+		Spec: v1alpha1.OpenIDConnectSpec{IssuerURL: iss.URL, Audiences: []string{"https://downstream.example"}, CABundle: iss.CAPEM()}}}
+	report, err := explain(context.Background(), objs, token, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Authenticated || report.Objects[0].Considered || !strings.Contains(report.Objects[0].Why, "being deleted") {
+		t.Fatalf("%+v", report)
+	}
+
+	// Errors exit 2, apart from "not authenticated" (1).
+	if _, code := run(t, token, "explain", "--config-dir", filepath.Join(dir, "missing")); code != 2 {
+		t.Errorf("a missing --config-dir: exit %d, want 2", code)
+	}
+	// The webhook's --max-token-bytes.
+	if out, code := run(t, token, "explain", "--config-dir", dir, "--max-token-bytes", "100"); code != 1 || !strings.Contains(out, "longer than 100 bytes") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
 }
