@@ -170,6 +170,13 @@ func benchClassic(ctx context.Context, o options, modes []string, dir string, ca
 		return nil, err
 	}
 	defer trivial.stop()
+	minimalCfg := base
+	minimalCfg.Minimal = true
+	minimal, err := startChild(ctx, dir, "minimal", minimalCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer minimal.stop()
 
 	var unique atomic.Int64
 	uniqueAuds := func() []string { return []string{audience, "u" + strconv.FormatInt(unique.Add(1), 36)} }
@@ -181,6 +188,7 @@ func benchClassic(ctx context.Context, o options, modes []string, dir string, ca
 		next        func(i int) (token string, auds []string, wantAuthn bool)
 	}{
 		{"trivial", "trivial TLS handler", trivial, o.concurrency, func(i int) (string, []string, bool) { return pool[i%len(pool)], nil, true }},
+		{"minimal", fmt.Sprintf("minimal verifier %s", o.alg), minimal, o.concurrency, func(i int) (string, []string, bool) { return pool[i%len(pool)], nil, true }},
 		{"unique", fmt.Sprintf("unique %s (no cache hits)", o.alg), webhook, o.concurrency, func(i int) (string, []string, bool) {
 			return pool[i%len(pool)], uniqueAuds(), true // distinct audiences: the cache key never repeats
 		}},
@@ -196,6 +204,7 @@ func benchClassic(ctx context.Context, o options, modes []string, dir string, ca
 			return pool[i%len(pool)], uniqueAuds(), true
 		}},
 		{"latency", "trivial TLS handler, c=1", trivial, 1, func(i int) (string, []string, bool) { return pool[i%len(pool)], nil, true }},
+		{"latency", fmt.Sprintf("minimal verifier %s, c=1", o.alg), minimal, 1, func(i int) (string, []string, bool) { return pool[i%len(pool)], nil, true }},
 		{"latency", fmt.Sprintf("unique %s, c=1", o.alg), webhook, 1, func(i int) (string, []string, bool) { return pool[i%len(pool)], uniqueAuds(), true }},
 	}
 	var results []result
@@ -405,37 +414,47 @@ func post(ctx context.Context, client *http.Client, url string, body []byte) (au
 }
 
 func report(results []result) {
-	var trivial, trivial1 *result
+	// The two ceilings, at each concurrency: the trivial handler (the least any TLS webhook does) and the
+	// minimal verifier (the least a correct token verifier does).
+	var trivial, trivial1, minimal, minimal1 *result
 	for i := range results {
+		r := &results[i]
 		switch {
-		case strings.HasPrefix(results[i].name, "trivial") && results[i].concurrency > 1:
-			trivial = &results[i]
-		case strings.HasPrefix(results[i].name, "trivial"):
-			trivial1 = &results[i]
+		case strings.HasPrefix(r.name, "trivial") && r.concurrency > 1:
+			trivial = r
+		case strings.HasPrefix(r.name, "trivial"):
+			trivial1 = r
+		case strings.HasPrefix(r.name, "minimal") && r.concurrency > 1:
+			minimal = r
+		case strings.HasPrefix(r.name, "minimal"):
+			minimal1 = r
 		}
 	}
-	fmt.Printf("\n%-34s %4s %9s %8s %8s %8s %8s %10s %9s %7s %7s %7s\n",
-		"scenario", "c", "reviews/s", "p50", "p90", "p99", "max", "cpu/review", "authn", "x rps", "x cpu", "x p99")
-	for _, r := range results {
-		ref := trivial
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	ratios := func(r, ref *result) (string, string, string) {
+		if ref == nil {
+			return "-", "-", "-"
+		}
+		return ratio(r.rps(), ref.rps()), ratio(float64(r.cpuPerReq), float64(ref.cpuPerReq)), ratio(float64(r.p99), float64(ref.p99))
+	}
+	fmt.Printf("\n%-34s %4s %9s %8s %8s %8s %8s %10s %9s %7s %7s %7s %7s %7s %7s\n",
+		"scenario", "c", "reviews/s", "p50", "p90", "p99", "max", "cpu/review", "authn", "x rps", "x cpu", "x p99", "m rps", "m cpu", "m p99")
+	for i := range results {
+		r := &results[i]
+		ref, mref := trivial, minimal
 		if r.concurrency == 1 {
-			ref = trivial1
+			ref, mref = trivial1, minimal1
 		}
-		ratio := func(a, b float64) string {
-			if b == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.2f", a/b)
-		}
-		xr, xc, xp := "-", "-", "-"
-		if ref != nil {
-			xr = ratio(r.rps(), ref.rps())
-			xc = ratio(float64(r.cpuPerReq), float64(ref.cpuPerReq))
-			xp = ratio(float64(r.p99), float64(ref.p99))
-		}
-		fmt.Printf("%-34s %4d %9.0f %8s %8s %8s %8s %10s %9s %7s %7s %7s\n", r.name, r.concurrency, r.rps(),
+		xr, xc, xp := ratios(r, ref)
+		mr, mc, mp := ratios(r, mref)
+		fmt.Printf("%-34s %4d %9.0f %8s %8s %8s %8s %10s %9s %7s %7s %7s %7s %7s %7s\n", r.name, r.concurrency, r.rps(),
 			round(r.p50), round(r.p90), round(r.p99), round(r.max), round(r.cpuPerReq),
-			fmt.Sprintf("%d/%d", r.authed, r.requests), xr, xc, xp)
+			fmt.Sprintf("%d/%d", r.authed, r.requests), xr, xc, xp, mr, mc, mp)
 	}
 	var unique *result
 	for i := range results {
@@ -454,7 +473,8 @@ func report(results []result) {
 		}
 		fmt.Println()
 	}
-	fmt.Println("\nx rps, x cpu, x p99: ratio to the trivial TLS handler at the same concurrency, in this run.")
+	fmt.Println("\nx rps, x cpu, x p99: ratio to the trivial TLS handler at the same concurrency, in this run;")
+	fmt.Println("m rps, m cpu, m p99: ratio to the minimal verifier (stdlib-only: decode, one verify, iss/aud/exp/nbf) likewise.")
 	fmt.Println("every answer was checked: a wrong one fails the run.")
 }
 

@@ -23,7 +23,9 @@ import (
 
 // serverConfig is what the parent hands the child webhook.
 type serverConfig struct {
-	Trivial  bool     `json:"trivial"`
+	Trivial bool `json:"trivial"`
+	// Minimal serves the minimal verifier (minimal.go) for Issuers instead of the webhook.
+	Minimal  bool     `json:"minimal"`
 	CertFile string   `json:"certFile"`
 	KeyFile  string   `json:"keyFile"`
 	CAPEM    []byte   `json:"caPEM"` // trusted for the issuers' discovery and JWKS
@@ -108,6 +110,10 @@ func serve(args []string) error {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(trivialReview)
 		})
+	} else if cfg.Minimal {
+		if handler, err = newMinimalVerifier(cfg.Issuers, cfg.Audience, cfg.CAPEM); err != nil {
+			return err
+		}
 	} else {
 		router, err := buildRouter(cfg)
 		if err != nil {

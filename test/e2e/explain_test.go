@@ -142,9 +142,9 @@ func TestExplainNamesTheFix(t *testing.T) {
 func clustersOutput(t *testing.T, args ...string) string {
 	t.Helper()
 	fields := strings.Fields(clustersCmd)
-	out, err := exec.Command(fields[0], append(fields[1:], args...)...).Output() //nolint:gosec // the test's own cluster control command
+	out, err := exec.Command(fields[0], append(fields[1:], args...)...).CombinedOutput() //nolint:gosec // the test's own cluster control command
 	if err != nil {
-		t.Fatalf("%s %s: %v", clustersCmd, strings.Join(args, " "), err)
+		t.Fatalf("%s %s: %v\n%s", clustersCmd, strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -34,19 +33,11 @@ import (
 // exit.
 func webhookCmd(t *testing.T, args ...string) (stdout, stderr string) {
 	t.Helper()
-	bin := os.Getenv("WEBHOOK_BIN")
-	if bin == "" {
-		t.Fatal("WEBHOOK_BIN is not set: run `make test-e2e` (hack/e2e.sh)")
+	out, errOut, code := webhookRun(t, "", args...)
+	if code != 0 {
+		t.Fatalf("webhook %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // G204: the binary under test
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("webhook %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out.String(), errOut.String())
-	}
-	return out.String(), errOut.String()
+	return out, errOut
 }
 
 func TestTrustApply(t *testing.T) {

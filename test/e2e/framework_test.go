@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -296,13 +295,7 @@ func waitReady(t *testing.T, name string) {
 // clusters runs CLUSTERS_CMD with args (stop|start|rotate-key upstream).
 func clusters(t *testing.T, args ...string) {
 	t.Helper()
-	fields := strings.Fields(clustersCmd)
-	cmd := exec.Command(fields[0], append(fields[1:], args...)...) //nolint:gosec // the test's own cluster control command
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", clustersCmd, strings.Join(args, " "), err, out)
-	}
-	t.Logf("%s %s: %s", clustersCmd, strings.Join(args, " "), strings.TrimSpace(string(out)))
+	t.Logf("%s %s: %s", clustersCmd, strings.Join(args, " "), strings.TrimSpace(clustersOutput(t, args...)))
 }
 
 // bindRole grants subject verbs on resources in namespace on the downstream, removed when t ends.
