@@ -68,6 +68,7 @@ type cached struct {
 	err        error
 	entry      *Entry // nil for a refusal
 	object     string // for a refusal, the object that refused
+	issuer     string // for a refusal, the issuer hash it was counted under
 	generation uint64 // router generation, for refusals
 	expires    time.Time
 	size       int // estimated bytes, see sizeOf
@@ -87,19 +88,69 @@ func NewCachingAuthenticator(router *Router, opts CacheOptions) *CachingAuthenti
 	return &CachingAuthenticator{router: router, opts: opts, items: map[[32]byte]*list.Element{}, lru: list.New()}
 }
 
+// cachedAnswer is what the handler's lookup before admission found: the cached result (hit), and the
+// key it hashed, which AuthenticateToken reuses on a miss.
+type cachedAnswer struct {
+	resp *authenticator.Response
+	err  error
+	hit  bool
+	key  [32]byte
+}
+
+// answer is the handler's lookup before admission: the cached result for token and the review's
+// audiences, if any. A miss is not counted: the review that follows looks again and counts it. A nil
+// cache never hits.
+func (c *CachingAuthenticator) answer(ctx context.Context, token string, audiences []string) cachedAnswer {
+	if c == nil {
+		return cachedAnswer{}
+	}
+	a := cachedAnswer{key: cacheKey(token, audiences)}
+	if it, ok := c.lookup(a.key); ok {
+		c.hit(ctx, it)
+		a.resp, a.err, a.hit = it.resp, it.err, true
+	}
+	return a
+}
+
+// hit counts a cache hit and says, for the review's labels, which issuer and object made the answer.
+func (c *CachingAuthenticator) hit(ctx context.Context, it *cached) {
+	c.hits.Add(1)
+	c.opts.Metrics.cacheLookup(true)
+	noteIssuer(ctx, it.entry)
+	if it.entry != nil {
+		noteObject(ctx, it.entry.cfg.Name)
+		return
+	}
+	noteObject(ctx, it.object)
+	if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok && it.issuer != "" {
+		info.issuer = it.issuer
+	}
+}
+
+// cacheKeyKey carries, from the handler's lookup before admission to AuthenticateToken, the key it
+// hashed, so a miss hashes the token once.
+type cacheKeyKey struct{}
+
+type precomputedKey struct {
+	token string
+	key   [32]byte
+}
+
+func withCacheKey(ctx context.Context, token string, key [32]byte) context.Context {
+	return context.WithValue(ctx, cacheKeyKey{}, &precomputedKey{token: token, key: key})
+}
+
 // AuthenticateToken answers from the cache when it can, and from the router otherwise.
 func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
-	auds, _ := authenticator.AudiencesFrom(ctx)
-	key := cacheKey(token, auds)
+	var key [32]byte
+	if pk, ok := ctx.Value(cacheKeyKey{}).(*precomputedKey); ok && pk.token == token {
+		key = pk.key
+	} else {
+		auds, _ := authenticator.AudiencesFrom(ctx)
+		key = cacheKey(token, auds)
+	}
 	if it, ok := c.lookup(key); ok {
-		c.hits.Add(1)
-		c.opts.Metrics.cacheLookup(true)
-		noteIssuer(ctx, it.entry)
-		if it.entry != nil {
-			noteObject(ctx, it.entry.cfg.Name)
-		} else {
-			noteObject(ctx, it.object)
-		}
+		c.hit(ctx, it)
 		return it.resp, it.resp != nil, it.err
 	}
 	c.misses.Add(1)
@@ -119,11 +170,11 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 		return resp, true, nil
 	case c.opts.NegativeTTL > 0 && ctx.Err() == nil && lasting(err):
 		// Never cache a refusal caused by our own deadline: it says nothing about the token.
-		object := ""
+		var object, issuer string
 		if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok {
-			object = info.object
+			object, issuer = info.object, info.issuer
 		}
-		c.store(&cached{key: key, err: err, object: object, generation: generation, expires: now.Add(c.opts.NegativeTTL)})
+		c.store(&cached{key: key, err: err, object: object, issuer: issuer, generation: generation, expires: now.Add(c.opts.NegativeTTL)})
 	}
 	return nil, false, err
 }

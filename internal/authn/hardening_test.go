@@ -575,3 +575,56 @@ func TestForgedKeyIDsHaveTheirOwnShare(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedAnswersNeedNoAdmission: a result the cache holds is answered before admission, so a busy
+// issuer's exhausted share (or all slots taken) does not turn a cached answer into 429, and the answer
+// is counted under its issuer as before.
+func TestCachedAnswersNeedNoAdmission(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	r.Store("hub", startEntry(t, baseConfig(iss)))
+	r.SetMaxInFlight(4)
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{Authenticator: NewCachingAuthenticator(r, CacheOptions{TTL: time.Minute, Metrics: m}), Issuers: r, Log: logr.Discard(), Metrics: m, MaxInFlight: 4}
+	cachedTok := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
+	if code, body := postReviewRaw(t, h, cachedTok); code != http.StatusOK || !strings.Contains(body, `"authenticated":true`) {
+		t.Fatalf("first review: HTTP %d %s", code, body)
+	}
+	var releases []func()
+	for {
+		release, _, err := r.Admit(cachedTok)
+		if err != nil {
+			break
+		}
+		releases = append(releases, release)
+	}
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
+	fresh := mint(t, iss, testissuer.Claims{"sub": "b", "aud": testAudience})
+	if code, _ := postReviewRaw(t, h, fresh); code != http.StatusTooManyRequests {
+		t.Fatalf("an uncached token with the share taken: HTTP %d, want 429", code)
+	}
+	code, body := postReviewRaw(t, h, cachedTok)
+	if code != http.StatusOK || !strings.Contains(body, `"authenticated":true`) {
+		t.Fatalf("the cached token with the share taken: HTTP %d %s", code, body)
+	}
+	if got := testutil.ToFloat64(m.reviews.WithLabelValues(ResultAuthenticated, IssuerHash(iss.URL), "")); got != 2 {
+		t.Errorf("authenticated reviews under the issuer's label: %v, want 2", got)
+	}
+}
+
+func postReviewRaw(t *testing.T, h http.Handler, token string) (int, string) {
+	t.Helper()
+	body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + token + `"}}`
+	req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, "/authenticate", strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}

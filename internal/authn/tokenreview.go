@@ -160,28 +160,40 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 	case !canonical(token):
 		return refuse(ErrNonCanonicalToken)
 	}
-	if h.Issuers != nil {
-		release, hash, err := h.Issuers.Admit(token)
-		v.issuer = hash
-		if err != nil {
-			return refuse(err)
+	// A result the cache holds is answered before admission: it costs a hash and a map lookup, so it
+	// needs neither the issuer's share of review slots nor a slot of all issuers'.
+	cache, _ := h.Authenticator.(*CachingAuthenticator)
+	cached := cache.answer(ctx, token, r.Spec.Audiences)
+	resp, err := cached.resp, cached.err
+	if !cached.hit {
+		if cache != nil {
+			ctx = withCacheKey(ctx, token, cached.key)
 		}
-		defer release()
-	}
-	if !h.acquire() {
-		return refuse(ErrOverloaded)
-	}
-	defer h.release()
-	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
-	defer cancel()
-	if len(r.Spec.Audiences) > 0 {
-		ctx = authenticator.WithAudiences(ctx, r.Spec.Audiences)
-	}
-	resp, ok, err := h.Authenticator.AuthenticateToken(ctx, token)
-	if err != nil || !ok {
-		if err == nil {
+		if h.Issuers != nil {
+			release, hash, err := h.Issuers.Admit(token)
+			v.issuer = hash
+			if err != nil {
+				return refuse(err)
+			}
+			defer release()
+		}
+		if !h.acquire() {
+			return refuse(ErrOverloaded)
+		}
+		defer h.release()
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, reviewTimeout)
+		defer cancel()
+		if len(r.Spec.Audiences) > 0 {
+			ctx = authenticator.WithAudiences(ctx, r.Spec.Audiences)
+		}
+		var ok bool
+		resp, ok, err = h.Authenticator.AuthenticateToken(ctx, token)
+		if err == nil && !ok {
 			err = errNotAuthenticated
 		}
+	}
+	if err != nil {
 		if log := h.Log.V(4); log.Enabled() {
 			// The library's own words, which may quote a claim: only at the verbosity that logs every review.
 			log.Info("Token refused: detail", "token", TokenHash(token), "error", err.Error())
