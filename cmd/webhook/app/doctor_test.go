@@ -777,3 +777,10 @@ func TestDoctorNamesTheProxy(t *testing.T) {
 		t.Errorf("a review through a dead proxy: %s %s", r.Status, r.Message)
 	}
 }
+
+func TestRedactPutsTheTokensHash(t *testing.T) {
+	got := redact(`unauthorized: "`+goodToken+`" refused`, goodToken)
+	if strings.Contains(got, goodToken) || !strings.Contains(got, "<token "+authn.TokenHash(goodToken)+">") {
+		t.Fatalf("redact = %q", got)
+	}
+}
