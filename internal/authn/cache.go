@@ -122,7 +122,7 @@ func (c *CachingAuthenticator) hit(ctx context.Context, it *cached) {
 		return
 	}
 	noteObject(ctx, it.object)
-	if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok && it.issuer != "" {
+	if info := reviewInfoOf(ctx); info != nil && it.issuer != "" {
 		info.issuer = it.issuer
 	}
 }
@@ -156,7 +156,7 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 	c.misses.Add(1)
 	c.opts.Metrics.cacheLookup(false)
 	generation := c.router.Generation()
-	resp, entry, expiry, err := c.router.authenticate(ctx, token)
+	resp, entry, expiry, err := c.router.authenticate(ctx, token, nil)
 	now := c.opts.Clock.Now()
 	switch {
 	case resp != nil && err == nil:
@@ -171,7 +171,7 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 	case c.opts.NegativeTTL > 0 && ctx.Err() == nil && lasting(err):
 		// Never cache a refusal caused by our own deadline: it says nothing about the token.
 		var object, issuer string
-		if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok {
+		if info := reviewInfoOf(ctx); info != nil {
 			object, issuer = info.object, info.issuer
 		}
 		c.store(&cached{key: key, err: err, object: object, issuer: issuer, generation: generation, expires: now.Add(c.opts.NegativeTTL)})

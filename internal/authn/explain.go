@@ -78,54 +78,49 @@ func (r *Router) Explain(ctx context.Context, token string, audiences []string, 
 		x.Reason, x.Detail, x.Hint = reasonOf(err), err.Error(), hint
 		return x
 	}
-	switch {
-	case token == "":
-		return refuse(&formError{"token is empty"}, "the file holds no token")
-	case len(token) > maxTokenBytes:
-		return refuse(&formError{fmt.Sprintf("token is longer than %d bytes", maxTokenBytes)}, "the webhook's --max-token-bytes refuses it")
-	case !canonical(token):
-		return refuse(ErrNonCanonicalToken, "check the file holds exactly the token: no quotes, spaces, line breaks or padding (a trailing newline is removed)")
-	}
-	iss, err := PeekIssuer(token)
-	if err != nil {
-		return refuse(err, "a JWT's payload must be a JSON object with an iss claim")
-	}
-	rt := r.lookup(iss)
-	if rt == nil || len(rt.entries) == 0 {
-		return refuse(ErrUnknownIssuer, fmt.Sprintf("no OpenIDConnect object has spec.issuerURL %q: declare the issuer (webhook trust --issuer-url ...), or check the token came from the issuer you expect", iss))
+	if err := checkForm(token, maxTokenBytes); err != nil {
+		hint := "check the file holds exactly the token: no quotes, spaces, line breaks or padding (a trailing newline is removed)"
+		switch {
+		case token == "":
+			hint = "the file holds no token"
+		case len(token) > maxTokenBytes:
+			hint = "the webhook's --max-token-bytes refuses it"
+		}
+		return refuse(err, hint)
 	}
 	if len(audiences) > 0 {
 		ctx = authenticator.WithAudiences(ctx, audiences)
 	}
-	ctx = withRefetchGate(ctx, rt.refetchWaiters)
-	var firstErr error
-	for _, e := range rt.entries {
-		a := Attempt{Object: e.cfg.Name}
-		if x.Authenticated {
-			a.Skipped = "an earlier object authenticated the token; the router stops at the first"
-			x.Attempts = append(x.Attempts, a)
-			continue
-		}
-		resp, _, err := e.authenticate(ctx, token)
-		if resp != nil && err == nil {
-			a.Authenticated = true
-			x.Authenticated = true
-			u := resp.User
-			x.User = &ExplainedUser{Username: u.GetName(), UID: u.GetUID(), Groups: u.GetGroups(), Extra: u.GetExtra(), Object: e.cfg.Name, Audiences: resp.Audiences}
-		} else {
+	// The router's own loop, recorded: the order, the first success and the refusal it answers with
+	// are the request path's.
+	resp, winner, _, err := r.authenticate(ctx, token, func(e *Entry, resp *authenticator.Response, err error) {
+		a := Attempt{Object: e.cfg.Name, Authenticated: resp != nil && err == nil}
+		if !a.Authenticated {
 			if err == nil {
 				err = errNotAuthenticated
 			}
 			a.Reason, a.Detail = reasonOf(err), err.Error()
 			a.Hint = hintFor(a.Reason, e, x.Claims, audiences)
-			if firstErr == nil || preferRefusal(firstErr, err) {
-				firstErr, x.Reason = err, a.Reason // the refusal the router answers with
-			}
 		}
 		x.Attempts = append(x.Attempts, a)
+	})
+	iss, peekErr := PeekIssuer(token)
+	switch {
+	case peekErr != nil:
+		return refuse(peekErr, "a JWT's payload must be a JSON object with an iss claim")
+	case len(x.Attempts) == 0:
+		return refuse(err, fmt.Sprintf("no OpenIDConnect object has spec.issuerURL %q: declare the issuer (webhook trust --issuer-url ...), or check the token came from the issuer you expect", iss))
+	case err != nil:
+		x.Reason = reasonOf(err) // the refusal the router answers with
+		return x
 	}
-	if x.Authenticated {
-		x.Reason = ""
+	x.Authenticated = true
+	u := resp.User
+	x.User = &ExplainedUser{Username: u.GetName(), UID: u.GetUID(), Groups: u.GetGroups(), Extra: u.GetExtra(), Object: winner.cfg.Name, Audiences: resp.Audiences}
+	if rt := r.lookup(iss); rt != nil && len(x.Attempts) <= len(rt.entries) {
+		for _, e := range rt.entries[len(x.Attempts):] {
+			x.Attempts = append(x.Attempts, Attempt{Object: e.cfg.Name, Skipped: "an earlier object authenticated the token; the router stops at the first"})
+		}
 	}
 	return x
 }

@@ -83,15 +83,21 @@ func withReviewInfo(ctx context.Context) (context.Context, *reviewInfo) {
 	return context.WithValue(ctx, reviewInfoKey{}, info), info
 }
 
+// reviewInfoOf is the review's info, or nil outside a review (the router used on its own).
+func reviewInfoOf(ctx context.Context) *reviewInfo {
+	info, _ := ctx.Value(reviewInfoKey{}).(*reviewInfo)
+	return info
+}
+
 func noteIssuer(ctx context.Context, e *Entry) {
-	if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok && e != nil {
+	if info := reviewInfoOf(ctx); info != nil && e != nil {
 		info.issuer = e.issuerHash
 	}
 }
 
 // noteObject records the object whose verdict the review answers with.
 func noteObject(ctx context.Context, object string) {
-	if info, ok := ctx.Value(reviewInfoKey{}).(*reviewInfo); ok {
+	if info := reviewInfoOf(ctx); info != nil {
 		info.object = object
 	}
 }

@@ -293,13 +293,14 @@ func usernameMapping(c Config) []string {
 // AuthenticateToken routes token by its unverified iss and lets that issuer's entries verify it, in
 // order; the first to authenticate it wins. A token of an unknown issuer yields ErrUnknownIssuer.
 func (r *Router) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
-	resp, _, _, err := r.authenticate(ctx, token)
+	resp, _, _, err := r.authenticate(ctx, token, nil)
 	return resp, resp != nil, err
 }
 
 // authenticate is AuthenticateToken that also says which entry authenticated the token and when the
-// token expires, for the result cache.
-func (r *Router) authenticate(ctx context.Context, token string) (*authenticator.Response, *Entry, time.Time, error) {
+// token expires, for the result cache. observe, when not nil, is told each entry's verdict in the
+// order tried: `webhook explain` records the request path through it instead of repeating it.
+func (r *Router) authenticate(ctx context.Context, token string, observe func(*Entry, *authenticator.Response, error)) (*authenticator.Response, *Entry, time.Time, error) {
 	iss, err := PeekIssuer(token)
 	if err != nil {
 		return nil, nil, time.Time{}, err
@@ -313,6 +314,9 @@ func (r *Router) authenticate(ctx context.Context, token string) (*authenticator
 	var firstErr error
 	for _, e := range rt.entries {
 		resp, expiry, err := e.authenticate(ctx, token)
+		if observe != nil {
+			observe(e, resp, err)
+		}
 		if resp != nil && err == nil {
 			noteIssuer(ctx, e)
 			noteObject(ctx, e.cfg.Name)

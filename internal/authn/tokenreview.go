@@ -152,13 +152,8 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 		refusal = err
 		return verdict{result: classify(err), issuer: v.issuer, reason: reasonOf(err)}
 	}
-	switch {
-	case token == "":
-		return refuse(&formError{"token is empty"})
-	case len(token) > h.maxTokenBytes():
-		return refuse(&formError{fmt.Sprintf("token is longer than %d bytes", h.maxTokenBytes())})
-	case !canonical(token):
-		return refuse(ErrNonCanonicalToken)
+	if err := checkForm(token, h.maxTokenBytes()); err != nil {
+		return refuse(err)
 	}
 	// A result the cache holds is answered before admission: it costs a hash and a map lookup, so it
 	// needs neither the issuer's share of review slots nor a slot of all issuers'.
@@ -224,6 +219,20 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 
 // errNotAuthenticated stands for an authenticator's "no" without an error, which the router never gives.
 var errNotAuthenticated = errors.New("token is not valid")
+
+// checkForm is what the handler checks of a token before anything reads it: that it is there, not
+// longer than maxTokenBytes, and a compact JWS in canonical form. Its errors name no part of the token.
+func checkForm(token string, maxTokenBytes int) error {
+	switch {
+	case token == "":
+		return &formError{"token is empty"}
+	case len(token) > maxTokenBytes:
+		return &formError{fmt.Sprintf("token is longer than %d bytes", maxTokenBytes)}
+	case !canonical(token):
+		return ErrNonCanonicalToken
+	}
+	return nil
+}
 
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
