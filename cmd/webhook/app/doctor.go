@@ -930,18 +930,16 @@ func (d *doctor) checkClock(ctx context.Context, issuer, discovery string, caBun
 	name := "clock/" + issuer
 	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if len(caBundle) > 0 {
-		tlsCfg.RootCAs = x509.NewCertPool()
-		if !tlsCfg.RootCAs.AppendCertsFromPEM(caBundle) {
-			return checkResult{name, checkWarn, "could not compare clocks: spec.caBundle holds no PEM certificate", "put the issuer's PEM CA into spec.caBundle"}
-		}
+	// The webhook's own client for the issuer (its TLS, its CA bundle, no proxy), so the clock is read
+	// the way clustertrust reaches the issuer.
+	c, err := authn.NewHTTPClient(caBundle)
+	if err != nil {
+		return checkResult{name, checkWarn, "could not compare clocks: spec.caBundle holds no PEM certificate", "put the issuer's PEM CA into spec.caBundle"}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, discovery, nil)
 	if err != nil {
 		return checkResult{name, checkWarn, fmt.Sprintf("could not compare clocks: %v", err), ""}
 	}
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}}
 	sent := time.Now()
 	resp, err := c.Do(req)
 	received := time.Now()

@@ -16,9 +16,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/authn"
@@ -165,22 +162,8 @@ func readObjects(ctx context.Context, kubeconfig, configDir string) ([]v1alpha1.
 		src.Load(ctx)
 		return src.List(), refused, nil
 	}
-	cfg, err := loadRESTConfig(kubeconfig)
-	if err != nil {
-		return nil, nil, err
-	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = v1alpha1.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, nil, fmt.Errorf("could not create an API client: %w", err)
-	}
-	var list v1alpha1.OpenIDConnectList
-	if err := c.List(ctx, &list); err != nil {
-		return nil, nil, fmt.Errorf("could not list OpenIDConnect objects at %s: %w", cfg.Host, err)
-	}
-	return list.Items, nil, nil
+	objs, err := apiObjectLister(kubeconfig)(ctx) // as doctor lists them
+	return objs, nil, err
 }
 
 // refusalSink records the files the file source refuses, from its error log lines.
