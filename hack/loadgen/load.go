@@ -96,7 +96,7 @@ func bench(ctx context.Context, o options) error {
 		if results, err = benchClassic(ctx, o, modes, dir, ca, certFile, keyFile); err != nil {
 			return err
 		}
-		report(results)
+		report(results, protocolName(o.http2))
 		for _, r := range results {
 			if r.wrong > 0 {
 				return fmt.Errorf("%s: %d wrong answers", r.name, r.wrong)
@@ -160,7 +160,9 @@ func benchClassic(ctx context.Context, o options, modes []string, dir string, ca
 	trivialCfg := base
 	trivialCfg.Trivial, trivialCfg.Issuers = true, nil
 
-	webhook, err := startChild(ctx, dir, "webhook", base)
+	webhookCfg := base
+	webhookCfg.CPUProfile, webhookCfg.MemProfile = o.cpuProfile, o.memProfile
+	webhook, err := startChild(ctx, dir, "webhook", webhookCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +215,7 @@ func benchClassic(ctx context.Context, o options, modes []string, dir string, ca
 			continue
 		}
 		fetchesBefore := issuers[0].JWKSFetches.Load()
-		r, err := drive(ctx, s.name, s.target, s.concurrency, o.duration, ca.CertPEM(), s.next)
+		r, err := drive(ctx, s.name, s.target, s.concurrency, o.duration, ca.CertPEM(), o.http2, s.next)
 		if err != nil {
 			return nil, err
 		}
@@ -305,17 +307,15 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
-func drive(ctx context.Context, name string, target *child, concurrency int, d time.Duration, caPEM []byte,
+func drive(ctx context.Context, name string, target *child, concurrency int, d time.Duration, caPEM []byte, h2 bool,
 	next func(int) (string, []string, bool)) (result, error) {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	transport := &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: concurrency,
-		MaxConnsPerHost:     concurrency,
-	}
+	transport := loadTransport(caPEM, concurrency, h2)
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	wantProto := 1
+	if h2 {
+		wantProto = 2
+	}
 	url := "https://" + target.addr + "/authenticate"
 
 	var counter atomic.Int64
@@ -339,7 +339,7 @@ func drive(ctx context.Context, name string, target *child, concurrency int, d t
 					Spec:     authenticationv1.TokenReviewSpec{Token: token, Audiences: auds},
 				})
 				t0 := time.Now()
-				got, err := post(ctx, client, url, body)
+				got, err := post(ctx, client, url, body, wantProto)
 				took := time.Since(t0)
 				latencies[w] = append(latencies[w], took)
 				if want {
@@ -392,7 +392,34 @@ func drive(ctx context.Context, name string, target *child, concurrency int, d t
 
 var metaTokenReview = metav1.TypeMeta{Kind: "TokenReview", APIVersion: "authentication.k8s.io/v1"}
 
-func post(ctx context.Context, client *http.Client, url string, body []byte) (authenticationv1.TokenReviewStatus, error) {
+// loadTransport is the load generator's client transport. Over HTTP/1.1 each concurrent review has a
+// keep-alive connection of its own. Over HTTP/2 (h2 only, negotiated by ALPN) the reviews are streams
+// of one connection, as kube-apiserver's webhook client sends them: its transport opens a second
+// connection only once the server's limit of concurrent streams (250 for Go) is reached.
+func loadTransport(caPEM []byte, concurrency int, h2 bool) *http.Transport {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	t := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost: concurrency,
+		MaxConnsPerHost:     concurrency,
+	}
+	if h2 {
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP2(true)
+	}
+	return t
+}
+
+func protocolName(h2 bool) string {
+	if h2 {
+		return "HTTP/2 (h2 by ALPN, one multiplexed connection per server)"
+	}
+	return "HTTP/1.1 (one keep-alive connection per concurrent review)"
+}
+
+// post sends one review and checks that it was answered over HTTP/wantProto.
+func post(ctx context.Context, client *http.Client, url string, body []byte, wantProto int) (authenticationv1.TokenReviewStatus, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return authenticationv1.TokenReviewStatus{}, err
@@ -406,6 +433,9 @@ func post(ctx context.Context, client *http.Client, url string, body []byte) (au
 	if resp.StatusCode != http.StatusOK {
 		return authenticationv1.TokenReviewStatus{}, fmt.Errorf("POST %s: %s", url, resp.Status)
 	}
+	if resp.ProtoMajor != wantProto {
+		return authenticationv1.TokenReviewStatus{}, fmt.Errorf("POST %s: answered over %s, want HTTP/%d", url, resp.Proto, wantProto)
+	}
 	var review authenticationv1.TokenReview
 	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
 		return authenticationv1.TokenReviewStatus{}, err
@@ -413,7 +443,7 @@ func post(ctx context.Context, client *http.Client, url string, body []byte) (au
 	return review.Status, nil
 }
 
-func report(results []result) {
+func report(results []result, protocol string) {
 	// The two ceilings, at each concurrency: the trivial handler (the least any TLS webhook does) and the
 	// minimal verifier (the least a correct token verifier does).
 	var trivial, trivial1, minimal, minimal1 *result
@@ -442,7 +472,8 @@ func report(results []result) {
 		}
 		return ratio(r.rps(), ref.rps()), ratio(float64(r.cpuPerReq), float64(ref.cpuPerReq)), ratio(float64(r.p99), float64(ref.p99))
 	}
-	fmt.Printf("\n%-34s %4s %9s %8s %8s %8s %8s %10s %9s %7s %7s %7s %7s %7s %7s\n",
+	fmt.Printf("\nprotocol: %s\n", protocol)
+	fmt.Printf("%-34s %4s %9s %8s %8s %8s %8s %10s %9s %7s %7s %7s %7s %7s %7s\n",
 		"scenario", "c", "reviews/s", "p50", "p90", "p99", "max", "cpu/review", "authn", "x rps", "x cpu", "x p99", "m rps", "m cpu", "m p99")
 	for i := range results {
 		r := &results[i]

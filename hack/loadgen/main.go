@@ -7,7 +7,12 @@
 // verifier (minimal.go: stdlib only, one decode, one signature check, iss/aud/exp/nbf, prefix + sub),
 // each measured in the same run; and raw signature checks.
 //
-//	go run ./hack/loadgen [-duration 10s] [-concurrency 64] [-issuers 1000] [-alg RS256]
+//	go run ./hack/loadgen [-duration 10s] [-concurrency 64] [-issuers 1000] [-alg RS256] [-http2]
+//
+// With -http2 the scenarios run over HTTP/2, as kube-apiserver's webhook client does: the servers
+// negotiate h2 by ALPN and the load generator multiplexes all its concurrent reviews as streams of one
+// connection to each server (every answer must come back over h2). Without it, each concurrent review
+// has a keep-alive HTTP/1.1 connection of its own.
 //
 // The hangflood mode (hangflood.go) floods the webhook, configured as `webhook serve` defaults, with
 // forged unknown-kid tokens of an issuer whose discovery and JWKS hang, and measures valid reviews
@@ -49,6 +54,11 @@ type options struct {
 	issuers     int
 	alg         string
 	modes       string
+	// http2 drives the classic scenarios over HTTP/2 instead of HTTP/1.1.
+	http2 bool
+	// cpuProfile and memProfile, when set, make the webhook child write a CPU profile and an allocation
+	// profile of its whole run to these files.
+	cpuProfile, memProfile string
 	// hangflood mode
 	floodConns       int
 	validConcurrency int
@@ -64,6 +74,9 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.issuers, "issuers", 1000, "Issuers served for the issuers mode.")
 	fs.StringVar(&o.alg, "alg", "RS256", "Signing algorithm of the test issuers: RS256 or ES256.")
 	fs.StringVar(&o.modes, "modes", strings.Join(allModes, ","), "Scenarios to run, comma separated.")
+	fs.BoolVar(&o.http2, "http2", false, "Run the scenarios (all but hangflood) over HTTP/2, one multiplexed connection to each server, as kube-apiserver's webhook client does; HTTP/1.1 keep-alive connections otherwise.")
+	fs.StringVar(&o.cpuProfile, "webhook-cpuprofile", "", "Write a CPU profile of the webhook child, over all the scenarios it serves, to this file (go tool pprof).")
+	fs.StringVar(&o.memProfile, "webhook-memprofile", "", "Write an allocation profile of the webhook child, as it stops, to this file (go tool pprof -sample_index=alloc_space).")
 	fs.IntVar(&o.floodConns, "flood-connections", 300, "hangflood: concurrent keep-alive connections sending forged tokens.")
 	fs.IntVar(&o.validConcurrency, "valid-concurrency", 8, "hangflood: concurrent connections sending valid tokens beside the flood.")
 	fs.Float64Var(&o.floodRate, "flood-rate", 0, "hangflood: when above 0, also run the flood rate-limited to this many forged reviews/s in all.")

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,10 @@ type serverConfig struct {
 	// Stats wraps the handler to count the requests inside it and serves the peak and the GC count
 	// at statsPath.
 	Stats bool `json:"stats"`
+	// CPUProfile and MemProfile, when set, are where the child writes a CPU profile of its whole run and
+	// an allocation profile as it stops: profiles taken under the load generator's own load.
+	CPUProfile string `json:"cpuProfile,omitempty"`
+	MemProfile string `json:"memProfile,omitempty"`
 }
 
 // statsPath is where a child with Stats answers GET with childStats; ?reset=1 restarts the peak.
@@ -137,6 +142,14 @@ func serve(args []string) error {
 		Handler:           handler,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 5 * time.Second,
+		Protocols:         serverProtocols(),
+	}
+	if cfg.CPUProfile != "" || cfg.MemProfile != "" {
+		stop, err := startProfiles(cfg.CPUProfile, cfg.MemProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	go func() {
 		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin)) // the parent closes stdin to stop us
@@ -147,6 +160,48 @@ func serve(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// serverProtocols are what every child offers by ALPN: h2 first, as `webhook serve` does, and HTTP/1.1.
+// The load generator's transport decides which one a run uses.
+func serverProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	return p
+}
+
+// startProfiles starts a CPU profile into cpuFile (when set); stop ends it and writes the allocation
+// profile into memFile (when set).
+func startProfiles(cpuFile, memFile string) (stop func(), err error) {
+	var cpu *os.File
+	if cpuFile != "" {
+		if cpu, err = os.Create(cpuFile); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			_ = cpu.Close()
+			return nil, err
+		}
+	}
+	return func() {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			_ = cpu.Close()
+		}
+		if memFile == "" {
+			return
+		}
+		f, err := os.Create(memFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen serve: %v\n", err)
+			return
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen serve: %v\n", err)
+		}
+	}, nil
 }
 
 // buildRouter builds one remote-key entry per issuer, as the registry would, and waits for their first

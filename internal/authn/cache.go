@@ -32,7 +32,10 @@ type CacheOptions struct {
 	// MaxEntries bounds the number of cached results (DefaultCacheMaxEntries when zero).
 	MaxEntries int
 	// MaxBytes bounds the estimated memory of the cached results (DefaultCacheMaxBytes when zero); the
-	// least recently used results go first. A single result larger than MaxBytes is not cached.
+	// least recently used results go first. A single result larger than MaxBytes is not cached. A
+	// large cache is split into shards (see CachingAuthenticator), each bounded by its share of
+	// MaxEntries and MaxBytes (at least minShardEntries and minShardBytes): the least recently used of
+	// a shard goes first, and a result larger than a shard's share (1 MiB or more) is not cached.
 	MaxBytes int
 	Clock    clock.PassiveClock
 	// Metrics, when set, counts hits and misses.
@@ -50,16 +53,48 @@ type CacheStats struct {
 // SHA-256 of the token and the requested audiences, so the cache never holds a token itself. A cached
 // success is dropped the moment the entry that produced it stops being routed (object deleted, changed
 // or in conflict); a cached refusal only holds while the routing table is unchanged.
+//
+// Every review looks the cache up and most store into it (kube-apiserver caches successes itself, so
+// most tokens arrive once), so a large cache is split into shards by key, each with its own lock, map,
+// LRU order and share of the bounds: no review waits on a lock all reviews take.
 type CachingAuthenticator struct {
 	router *Router
 	opts   CacheOptions
-
-	mu    sync.Mutex
-	items map[[32]byte]*list.Element
-	lru   *list.List // front = most recently used
-	bytes int        // estimated size of what lru holds
+	shards []cacheShard
 
 	hits, misses atomic.Int64
+}
+
+// cacheShard is one part of the cache, holding the keys whose first byte selects it, with
+// MaxEntries/len(shards) entries and MaxBytes/len(shards) bytes at most.
+type cacheShard struct {
+	mu         sync.Mutex
+	items      map[[32]byte]*list.Element
+	lru        *list.List // front = most recently used
+	bytes      int        // estimated size of what lru holds
+	maxEntries int
+	maxBytes   int
+	_          [64]byte // keeps shards' locks off one another's cache lines
+}
+
+const (
+	// maxCacheShards is how many shards a large cache has; a power of two, at most 256 (a key byte).
+	maxCacheShards = 16
+	// minShardEntries and minShardBytes are the least a shard holds: a cache too small to give each of
+	// maxCacheShards that much has fewer shards (a small one, one), so its bounds and its LRU order
+	// stay exact, and no shard is too small for one large result (extraClaims can copy up to a token's
+	// worth of claims into one).
+	minShardEntries = 256
+	minShardBytes   = 1 << 20
+)
+
+// cacheShards is how many shards a cache of these bounds has.
+func cacheShards(maxEntries, maxBytes int) int {
+	n := maxCacheShards
+	for n > 1 && (maxEntries/n < minShardEntries || maxBytes/n < minShardBytes) {
+		n /= 2
+	}
+	return n
 }
 
 type cached struct {
@@ -72,6 +107,10 @@ type cached struct {
 	generation uint64 // router generation, for refusals
 	expires    time.Time
 	size       int // estimated bytes, see sizeOf
+	// status is the success's TokenReview status as appendStatus encodes it, kept by the first hit
+	// that answers with it (results never hit, most of them, never pay for it): the answer is the same
+	// every time, so later hits write it as it is.
+	status atomic.Pointer[[]byte]
 }
 
 // NewCachingAuthenticator returns a cache in front of router.
@@ -85,7 +124,18 @@ func NewCachingAuthenticator(router *Router, opts CacheOptions) *CachingAuthenti
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &CachingAuthenticator{router: router, opts: opts, items: map[[32]byte]*list.Element{}, lru: list.New()}
+	c := &CachingAuthenticator{router: router, opts: opts, shards: make([]cacheShard, cacheShards(opts.MaxEntries, opts.MaxBytes))}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.items, sh.lru = map[[32]byte]*list.Element{}, list.New()
+		sh.maxEntries, sh.maxBytes = opts.MaxEntries/len(c.shards), opts.MaxBytes/len(c.shards)
+	}
+	return c
+}
+
+// shard is the shard that holds key: the key is a SHA-256, so its first byte spreads keys evenly.
+func (c *CachingAuthenticator) shard(key [32]byte) *cacheShard {
+	return &c.shards[int(key[0])%len(c.shards)]
 }
 
 // cachedAnswer is what the handler's lookup before admission found: the cached result (hit), and the
@@ -95,6 +145,7 @@ type cachedAnswer struct {
 	err  error
 	hit  bool
 	key  [32]byte
+	item *cached // what was hit
 }
 
 // answer is the handler's lookup before admission: the cached result for token and the review's
@@ -107,7 +158,7 @@ func (c *CachingAuthenticator) answer(ctx context.Context, token string, audienc
 	a := cachedAnswer{key: cacheKey(token, audiences)}
 	if it, ok := c.lookup(a.key); ok {
 		c.hit(ctx, it)
-		a.resp, a.err, a.hit = it.resp, it.err, true
+		a.resp, a.err, a.hit, a.item = it.resp, it.err, true, it
 	}
 	return a
 }
@@ -181,16 +232,22 @@ func (c *CachingAuthenticator) AuthenticateToken(ctx context.Context, token stri
 
 // Stats reports hits, misses and the current size.
 func (c *CachingAuthenticator) Stats() CacheStats {
-	c.mu.Lock()
-	size, bytes := c.lru.Len(), c.bytes
-	c.mu.Unlock()
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Size: size, Bytes: bytes}
+	s := CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load()}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		s.Size += sh.lru.Len()
+		s.Bytes += sh.bytes
+		sh.mu.Unlock()
+	}
+	return s
 }
 
 func (c *CachingAuthenticator) lookup(key [32]byte) (*cached, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	el, ok := sh.items[key]
 	if !ok {
 		return nil, false
 	}
@@ -202,36 +259,37 @@ func (c *CachingAuthenticator) lookup(key [32]byte) (*cached, bool) {
 		valid = valid && it.generation == c.router.Generation()
 	}
 	if !valid {
-		c.remove(el)
+		sh.remove(el)
 		return nil, false
 	}
-	c.lru.MoveToFront(el)
+	sh.lru.MoveToFront(el)
 	return it, true
 }
 
 func (c *CachingAuthenticator) store(it *cached) {
 	it.size = sizeOf(it)
-	if it.size > c.opts.MaxBytes {
+	sh := c.shard(it.key)
+	if it.size > sh.maxBytes {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[it.key]; ok {
-		c.remove(el)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if el, ok := sh.items[it.key]; ok {
+		sh.remove(el)
 	}
-	c.items[it.key] = c.lru.PushFront(it)
-	c.bytes += it.size
-	for c.lru.Len() > c.opts.MaxEntries || c.bytes > c.opts.MaxBytes {
-		c.remove(c.lru.Back())
+	sh.items[it.key] = sh.lru.PushFront(it)
+	sh.bytes += it.size
+	for sh.lru.Len() > sh.maxEntries || sh.bytes > sh.maxBytes {
+		sh.remove(sh.lru.Back())
 	}
 }
 
 // remove drops el. Callers hold mu.
-func (c *CachingAuthenticator) remove(el *list.Element) {
+func (sh *cacheShard) remove(el *list.Element) {
 	it := el.Value.(*cached)
-	c.lru.Remove(el)
-	delete(c.items, it.key)
-	c.bytes -= it.size
+	sh.lru.Remove(el)
+	delete(sh.items, it.key)
+	sh.bytes -= it.size
 }
 
 // sizeOf estimates the memory a cached result holds: its strings plus a fixed overhead for the
@@ -267,23 +325,28 @@ func sizeOf(it *cached) int {
 // requests share a key: with a bare separator, token "T\x00aud" without audiences would collide with
 // token "T" for audience "aud".
 func cacheKey(token string, audiences []string) [32]byte {
-	h := sha256.New()
-	var n [8]byte
+	buf := cacheKeyInputs.Get().(*[]byte)
+	b := (*buf)[:0]
 	field := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+		b = append(b, s...)
 	}
 	field(token)
-	binary.BigEndian.PutUint64(n[:], uint64(len(audiences)))
-	h.Write(n[:])
+	b = binary.BigEndian.AppendUint64(b, uint64(len(audiences)))
 	for _, a := range audiences {
 		field(a)
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	key := sha256.Sum256(b)
+	if cap(b) <= 2*MaxTokenBytesLimit {
+		*buf = b
+		cacheKeyInputs.Put(buf)
+	}
+	return key
 }
+
+// cacheKeyInputs are buffers for what cacheKey hashes: the token, a kilobyte or more, would otherwise
+// be copied into a new slice for the hash on every review.
+var cacheKeyInputs = sync.Pool{New: func() any { return new([]byte) }}
 
 // lasting reports whether a refusal says something about the token itself, and so may be cached. An
 // unknown key (the issuer may just have rotated), no keys yet, overload and internal errors pass with

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/clustertrust/clustertrust/internal/testissuer"
@@ -172,5 +174,53 @@ func TestCacheBoundedInBytes(t *testing.T) {
 	}
 	if c.Stats().Size > sizeBefore {
 		t.Fatal("a result larger than the budget was cached")
+	}
+}
+
+// TestCacheShards: a large cache is split into shards, each with its share of the bounds, so no
+// review takes a lock all reviews take; a small one is not, so its bounds and LRU order stay exact.
+func TestCacheShards(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ entries, bytes, want int }{
+		{DefaultCacheMaxEntries, DefaultCacheMaxBytes, maxCacheShards},
+		{2, DefaultCacheMaxBytes, 1},
+		{DefaultCacheMaxEntries, 16 << 10, 1},
+		{1024, DefaultCacheMaxBytes, 4},
+		{DefaultCacheMaxEntries, 3 << 20, 2},
+	} {
+		if got := cacheShards(tc.entries, tc.bytes); got != tc.want {
+			t.Errorf("cacheShards(%d, %d) = %d, want %d", tc.entries, tc.bytes, got, tc.want)
+		}
+	}
+
+	const maxEntries = 4096
+	c := NewCachingAuthenticator(NewRouter(), CacheOptions{TTL: time.Minute, MaxEntries: maxEntries})
+	if len(c.shards) != maxCacheShards {
+		t.Fatalf("%d shards, want %d", len(c.shards), maxCacheShards)
+	}
+	result := func(i int) *cached {
+		key := cacheKey(fmt.Sprint(i), nil)
+		return &cached{key: key, resp: &authenticator.Response{User: &user.DefaultInfo{Name: fmt.Sprint(i)}}, expires: time.Now().Add(time.Minute)}
+	}
+	// Reviews store and look up concurrently (go test -race checks the shards' locking).
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 2*maxEntries; i += 4 {
+				c.store(result(i))
+				c.lookup(result(i / 2).key)
+			}
+		}()
+	}
+	wg.Wait()
+	if s := c.Stats(); s.Size > maxEntries || s.Size < maxEntries*9/10 {
+		t.Fatalf("size = %d after %d distinct results, want at most the bound of %d and near it", s.Size, 2*maxEntries, maxEntries)
+	}
+	for i := range c.shards {
+		if n := c.shards[i].lru.Len(); n > maxEntries/maxCacheShards {
+			t.Fatalf("shard %d holds %d results, over its share of %d", i, n, maxEntries/maxCacheShards)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,7 +75,12 @@ type Entry struct {
 	issuerHash string
 	cfg        Config
 	keys       *KeySet
-	jwt        authenticator.Token
+	// general is k8s.io/apiserver's JWT authenticator for this entry. An entry the fast path serves
+	// needs it only for the rare token the fast path hands over, so it is built on first use (about
+	// 1.3 KB an entry otherwise, 13 MB with 10,000 objects); NewEntry still builds it once to refuse
+	// an invalid configuration.
+	general  func() (authenticator.Token, error)
+	compiler authenticationcel.Compiler
 	// fast is set when the entry uses no CEL, so the fast path serves it (see fastpath.go); required
 	// is then its required claims, merged as the apiserver merges them.
 	fast     bool
@@ -127,32 +133,41 @@ func NewEntry(cfg Config, opts EntryOptions) (*Entry, error) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	algs := cfg.SigningAlgs
+	e := &Entry{cfg: cfg, keys: keys, compiler: opts.Compiler, ctx: ctx, cancel: cancel, issuerHash: IssuerHash(cfg.Issuer)}
+	jwt, err := e.buildGeneral()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	e.general = func() (authenticator.Token, error) { return jwt, nil }
+	e.audiences = slices.Compact(slices.Sorted(slices.Values(cfg.Audiences)))
+	if e.fast = fastPathEligible(cfg); e.fast {
+		e.general = sync.OnceValues(e.buildGeneral) // the same configuration again: it cannot fail differently
+		if rules := jwtAuthenticator(cfg).ClaimValidationRules; len(rules) > 0 {
+			e.required = make(map[string]string, len(rules))
+			for _, r := range rules {
+				e.required[r.Claim] = r.RequiredValue // the apiserver refuses a claim named twice
+			}
+		}
+	}
+	return e, nil
+}
+
+// buildGeneral builds k8s.io/apiserver's JWT authenticator for the entry.
+func (e *Entry) buildGeneral() (authenticator.Token, error) {
+	algs := e.cfg.SigningAlgs
 	if len(algs) == 0 {
 		algs = AllSigningAlgs
 	}
-	jwt, err := oidc.New(ctx, oidc.Options{
-		JWTAuthenticator:     jwtAuthenticator(cfg),
-		KeySet:               keys,
-		Compiler:             opts.Compiler,
+	return oidc.New(e.ctx, oidc.Options{
+		JWTAuthenticator:     jwtAuthenticator(e.cfg),
+		KeySet:               e.keys,
+		Compiler:             e.compiler,
 		SupportedSigningAlgs: algs,
 		// The apiserver authenticator fetches "distributed claims" from URLs named inside a token. A
 		// webhook must not make requests on a token's say-so, so that client refuses every request.
 		Client: &http.Client{Transport: refuseTransport{}},
 	})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	e := &Entry{cfg: cfg, keys: keys, jwt: jwt, ctx: ctx, cancel: cancel, issuerHash: IssuerHash(cfg.Issuer)}
-	e.audiences = slices.Compact(slices.Sorted(slices.Values(cfg.Audiences)))
-	if e.fast = fastPathEligible(cfg); e.fast {
-		e.required = map[string]string{}
-		for _, r := range jwtAuthenticator(cfg).ClaimValidationRules {
-			e.required[r.Claim] = r.RequiredValue // the apiserver refuses a claim named twice
-		}
-	}
-	return e, nil
 }
 
 // jwtAuthenticator translates cfg into the apiserver's JWT authenticator configuration.
@@ -208,8 +223,12 @@ func (e *Entry) authenticate(ctx context.Context, token string) (*authenticator.
 
 // authenticateGeneral runs k8s.io/apiserver's JWT authenticator, then clustertrust's mapping.
 func (e *Entry) authenticateGeneral(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
+	jwt, err := e.general()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("could not build the JWT authenticator: %w", err)
+	}
 	ctx, payload := withPayloadRecorder(ctx)
-	resp, ok, err := e.jwt.AuthenticateToken(ctx, token)
+	resp, ok, err := jwt.AuthenticateToken(ctx, token)
 	if err != nil {
 		return nil, time.Time{}, err
 	}

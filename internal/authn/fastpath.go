@@ -15,10 +15,13 @@ import (
 )
 
 // The fast path verifies tokens of entries that use no CEL (flat claim mappings and required claims,
-// which is what nearly every OpenIDConnect object declares) with one JWS parse, one signature check and
-// two decodes of the payload: one typed, for the registered claims, and one into raw claims, for the
-// configured ones. The general path (k8s.io/apiserver's JWT authenticator over go-oidc) parses the
-// token twice and decodes its payload five times, and nearly every review would pay for that.
+// which is what nearly every OpenIDConnect object declares) with one signature check over the token as
+// it came, and one pass over the payload: the claims index the issuer peek made (claims.go), from
+// which the registered claims, the raw claims and the mapping step's claims are read. A plain header
+// is read by parseCompact (compactjws.go), any other by go-jose; a payload the index does not read,
+// or a value that does not fit, by encoding/json. The general path (k8s.io/apiserver's JWT
+// authenticator over go-oidc) parses the token twice and decodes its payload five times, and nearly
+// every review would pay for that.
 //
 // It reproduces the general path's decisions exactly, check for check and in the same order, and that
 // is tested: a differential test sets every claim either path reads to every class of JSON value and
@@ -55,7 +58,9 @@ type oidcTime time.Time
 // UnmarshalJSON follows go-oidc v2's jsonTime.UnmarshalJSON step by step.
 func (t *oidcTime) UnmarshalJSON(b []byte) error {
 	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
+	if isNumber(b) {
+		n = json.Number(b) // what json.Unmarshal makes of a number, without a second scan
+	} else if err := json.Unmarshal(b, &n); err != nil {
 		return err
 	}
 	var unix int64
@@ -91,27 +96,22 @@ func fastPathEligible(cfg Config) bool {
 
 // authenticateFast is the fast path. It returns errFallback when the general path must decide.
 func (e *Entry) authenticateFast(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
-	jws, err := jose.ParseSignedCompact(token, e.keys.algs)
-	if err != nil || unusualHeader(jws) {
-		// go-jose v2 under go-oidc and v4 here differ in what they accept and in the order of their
-		// checks (v4 checks alg first); the general path says what a malformed token is.
-		return nil, time.Time{}, errFallback
+	pt := reviewToken(ctx, token)
+	payload, err := e.verifySignature(ctx, pt)
+	if errors.Is(err, errFallback) {
+		return nil, time.Time{}, err
 	}
-	payload, err := e.keys.verifyJWS(ctx, jws)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("oidc: verify token: failed to verify signature: %w", err)
 	}
-	var c registeredClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, time.Time{}, fmt.Errorf("oidc: verify token: oidc: failed to unmarshal claims: %w", err)
+	idx, indexed := pt.claimsOf(payload)
+	c, raw, err := verifiedClaims(payload, idx, indexed)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
 	// The apiserver looks for distributed claims under the exact keys, the typed decode under any case
 	// (where a later null can hide an earlier value): either finding any leaves it to the general path.
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &raw); err != nil {
-		return nil, time.Time{}, fmt.Errorf("oidc: parse claims: %w", err)
-	}
-	if c.ClaimNames != nil || c.ClaimSources != nil || hasKey(raw, "_claim_names") || hasKey(raw, "_claim_sources") {
+	if c.ClaimNames != nil || c.ClaimSources != nil || raw.has("_claim_names") || raw.has("_claim_sources") {
 		return nil, time.Time{}, errFallback
 	}
 	if c.Issuer == "" {
@@ -146,21 +146,21 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 	if info.Groups, err = e.fastGroups(raw); err != nil {
 		return nil, time.Time{}, err
 	}
-	if v, ok := raw["jti"]; ok {
+	if v, ok := raw.get("jti"); ok {
 		var jti string
-		if json.Unmarshal(v, &jti) == nil {
+		if unmarshalValue(v, &jti) == nil {
 			if id := jwt.CredentialIDForJTI(jti); id != "" {
 				info.Extra = map[string][]string{user.CredentialIDKey: {id}}
 			}
 		}
 	}
 	for claim, want := range e.required {
-		v, ok := raw[claim]
+		v, ok := raw.get(claim)
 		if !ok {
 			return nil, time.Time{}, fmt.Errorf("oidc: required claim %s not present in ID token", claim)
 		}
 		var got string
-		if err := json.Unmarshal(v, &got); err != nil {
+		if err := unmarshalValue(v, &got); err != nil {
 			return nil, time.Time{}, fmt.Errorf("oidc: parse claim %s: %w", claim, err)
 		}
 		if got != want {
@@ -170,31 +170,74 @@ func (e *Entry) authenticateFast(ctx context.Context, token string) (*authentica
 
 	// The mapping step's own decode, as the general path runs it: its types (times as float64, the
 	// kubernetes.io claim) and its handling of repeated keys differ from the verifier's.
-	var tc tokenClaims
-	if err := json.Unmarshal(payload, &tc); err != nil {
-		return nil, time.Time{}, fmt.Errorf("could not decode claims: %w", err)
+	tc, ok := idx.tokenClaims()
+	if !indexed || !ok {
+		tc = tokenClaims{}
+		if err := json.Unmarshal(payload, &tc); err != nil {
+			return nil, time.Time{}, fmt.Errorf("could not decode claims: %w", err)
+		}
 	}
 	resp := &authenticator.Response{User: info}
-	expiry, err := e.completeUser(resp, tc, raw, requestedAudiences(ctx))
+	var extra map[string]json.RawMessage // completeUser reads the raw claims for ExtraClaims only
+	if len(e.cfg.ExtraClaims) > 0 {
+		extra = raw.rawMap()
+	}
+	expiry, err := e.completeUser(resp, tc, extra, requestedAudiences(ctx))
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	return resp, expiry, nil
 }
 
+// verifySignature verifies the token's signature with the entry's keys and returns its payload: a plain
+// compact JWS read by parseCompact, anything else parsed by go-jose. It returns errFallback for a token
+// go-jose does not parse or whose header is unusual.
+func (e *Entry) verifySignature(ctx context.Context, pt *peekedToken) ([]byte, error) {
+	if j, ok := parseCompact(pt, e.keys.algs); ok {
+		return e.keys.verifySigned(ctx, j, j.kid)
+	}
+	jws, err := jose.ParseSignedCompact(pt.token, e.keys.algs)
+	if err != nil || unusualHeader(jws) {
+		// go-jose v2 under go-oidc and v4 here differ in what they accept and in the order of their
+		// checks (v4 checks alg first); the general path says what a malformed token is.
+		return nil, errFallback
+	}
+	return e.keys.verifyJWS(ctx, jws)
+}
+
+// verifiedClaims decodes the verifier's typed claims and the raw claims of the verified payload: from
+// its claims index when it has one (indexed) and every value fits, else with encoding/json, which then
+// says why a value does not fit.
+func verifiedClaims(payload []byte, idx claimsIndex, indexed bool) (registeredClaims, claimsIndex, error) {
+	if indexed {
+		if c, ok := idx.registered(); ok {
+			return c, idx, nil
+		}
+	}
+	var c registeredClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, nil, fmt.Errorf("oidc: verify token: oidc: failed to unmarshal claims: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return c, nil, fmt.Errorf("oidc: parse claims: %w", err)
+	}
+	return c, indexOfMap(raw), nil
+}
+
 // fastUsername is the apiserver's flat username mapping.
-func (e *Entry) fastUsername(raw map[string]json.RawMessage) (string, error) {
+func (e *Entry) fastUsername(raw claimsIndex) (string, error) {
 	claim := e.cfg.UsernameClaim
-	v, ok := raw[claim]
+	v, ok := raw.get(claim)
 	if !ok {
 		return "", fmt.Errorf("oidc: parse username claims %q: claim not present", claim)
 	}
 	var username string
-	if err := json.Unmarshal(v, &username); err != nil {
+	if err := unmarshalValue(v, &username); err != nil {
 		return "", fmt.Errorf("oidc: parse username claims %q: %w", claim, err)
 	}
 	if claim == "email" {
-		if ev, ok := raw["email_verified"]; ok {
+		if ev, ok := raw.get("email_verified"); ok {
 			var verified bool
 			if err := json.Unmarshal(ev, &verified); err != nil {
 				return "", fmt.Errorf("oidc: parse 'email_verified' claim: %w", err)
@@ -208,12 +251,12 @@ func (e *Entry) fastUsername(raw map[string]json.RawMessage) (string, error) {
 }
 
 // fastGroups is the apiserver's flat groups mapping: a string or a list of strings, each prefixed.
-func (e *Entry) fastGroups(raw map[string]json.RawMessage) ([]string, error) {
+func (e *Entry) fastGroups(raw claimsIndex) ([]string, error) {
 	claim := e.cfg.GroupsClaim
 	if claim == "" {
 		return nil, nil
 	}
-	v, ok := raw[claim]
+	v, ok := raw.get(claim)
 	if !ok {
 		return nil, nil
 	}
@@ -264,7 +307,8 @@ func audienceMatches(allowed []string, got audience) bool {
 	return false
 }
 
-func hasKey(m map[string]json.RawMessage, key string) bool {
-	_, ok := m[key]
+// has reports whether the payload has a member named exactly key.
+func (idx claimsIndex) has(key string) bool {
+	_, ok := idx.get(key)
 	return ok
 }

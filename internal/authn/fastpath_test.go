@@ -327,13 +327,16 @@ func TestFastPathEligibility(t *testing.T) {
 }
 
 // FuzzFastPathMatchesGeneralPath signs arbitrary payloads with a trusted key and requires both paths to
-// give the same answer under every configuration.
+// give the same answer under every configuration, and the claims index to decode what encoding/json
+// decodes (checkClaimsIndex).
 func FuzzFastPathMatchesGeneralPath(f *testing.F) {
 	d := newDifferential(f)
 	for _, p := range differentialPayloads(d.issuer) {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, payload string) {
+		// The claims index the peek and the fast path share decodes what encoding/json decodes.
+		checkClaimsIndex(t, []byte(payload))
 		if !json.Valid([]byte(payload)) && len(payload) > 0 && payload[0] != '{' {
 			return // not worth a signature: both paths refuse it at the first decode
 		}

@@ -149,13 +149,12 @@ func NewKeySet(opts KeySetOptions) (*KeySet, error) {
 	if opts.DiscoveryURL == "" {
 		opts.DiscoveryURL = strings.TrimSuffix(opts.Issuer, "/") + wellKnownPath
 	}
-	algs := opts.SigningAlgs
-	if len(algs) == 0 {
-		algs = AllSigningAlgs
-	}
-	k := &KeySet{opts: opts, clock: opts.Clock, ctx: context.Background(), issuerHash: IssuerHash(opts.Issuer)}
-	for _, a := range algs {
-		k.algs = append(k.algs, jose.SignatureAlgorithm(a))
+	k := &KeySet{opts: opts, clock: opts.Clock, ctx: context.Background(), issuerHash: IssuerHash(opts.Issuer), algs: allJoseAlgs}
+	if len(opts.SigningAlgs) > 0 {
+		k.algs = make([]jose.SignatureAlgorithm, 0, len(opts.SigningAlgs))
+		for _, a := range opts.SigningAlgs {
+			k.algs = append(k.algs, jose.SignatureAlgorithm(a))
+		}
 	}
 	if len(opts.StaticJWKS) > 0 {
 		keys, err := ParseJWKS(opts.StaticJWKS)
@@ -172,6 +171,15 @@ func NewKeySet(opts KeySetOptions) (*KeySet, error) {
 	}
 	return k, nil
 }
+
+// allJoseAlgs is AllSigningAlgs for go-jose, shared read-only by every key set that names none.
+var allJoseAlgs = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(AllSigningAlgs))
+	for i, a := range AllSigningAlgs {
+		out[i] = jose.SignatureAlgorithm(a)
+	}
+	return out
+}()
 
 // Start loads remote keys now and then every RefreshInterval until ctx is done. It returns at once.
 func (k *KeySet) Start(ctx context.Context) {
@@ -230,7 +238,23 @@ func (k *KeySet) verifyJWS(ctx context.Context, jws *jose.JSONWebSignature) ([]b
 		// which would read as a bad signature, or as an unknown key worth a refetch.
 		return nil, ErrCriticalHeader
 	}
-	kid := jws.Signatures[0].Header.KeyID
+	return k.verifySigned(ctx, joseSigned{jws}, jws.Signatures[0].Header.KeyID)
+}
+
+// signed is a JWS as a key set verifies it: go-jose's parse (joseSigned), or the fast path's own of a
+// plain compact JWS (compactJWS, which does what go-jose would do with it).
+type signed interface {
+	// verify checks the signature with key and returns the payload.
+	verify(key *jose.JSONWebKey) ([]byte, error)
+}
+
+type joseSigned struct{ jws *jose.JSONWebSignature }
+
+func (s joseSigned) verify(key *jose.JSONWebKey) ([]byte, error) { return s.jws.Verify(key) }
+
+// verifySigned verifies a JWS whose header names kid, refetching the keys once, rate-limited, when no
+// key has that id.
+func (k *KeySet) verifySigned(ctx context.Context, jws signed, kid string) ([]byte, error) {
 	payload, known, err := k.verify(jws, kid)
 	if err == nil {
 		return payload, nil
@@ -259,7 +283,7 @@ func (k *KeySet) holds(kid string) bool {
 }
 
 // verify checks jws against the current keys. known reports whether a key with that kid exists.
-func (k *KeySet) verify(jws *jose.JSONWebSignature, kid string) (payload []byte, known bool, err error) {
+func (k *KeySet) verify(jws signed, kid string) (payload []byte, known bool, err error) {
 	keys := k.keys.Load()
 	if keys == nil {
 		return nil, false, ErrNoKeys
@@ -270,7 +294,7 @@ func (k *KeySet) verify(jws *jose.JSONWebSignature, kid string) (payload []byte,
 			continue
 		}
 		known = known || kid != ""
-		if payload, err := jws.Verify(key); err == nil {
+		if payload, err := jws.verify(key); err == nil {
 			return payload, true, nil
 		}
 	}

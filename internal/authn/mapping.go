@@ -76,6 +76,15 @@ type namedUID struct {
 type audience []string
 
 func (a *audience) UnmarshalJSON(b []byte) error {
+	// What json.Unmarshal makes of a plain string or a list of them, without a second scan.
+	if s, ok := plainString(b); ok {
+		*a = audience{s}
+		return nil
+	}
+	if l, ok := plainStrings(b); ok {
+		*a = l
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
 		*a = audience{s}

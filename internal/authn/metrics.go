@@ -73,8 +73,12 @@ func IssuerHash(issuer string) string {
 }
 
 // reviewInfo travels in the context of one review so the router can say which issuer answered, and
-// which object made the answer: the one that authenticated the token, or the first that refused it.
-type reviewInfo struct{ issuer, object string }
+// which object made the answer: the one that authenticated the token, or the first that refused it. It
+// also carries what the review read of its token (see reviewToken), so that is read once.
+type reviewInfo struct {
+	issuer, object string
+	token          *peekedToken
+}
 
 type reviewInfoKey struct{}
 

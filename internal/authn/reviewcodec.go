@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -57,10 +56,39 @@ func decodeReview(body []byte) (*reviewEnvelope, error) {
 // without reflection; the bytes equal encoding/json's for the same TokenReview (tested). The response is
 // built from the status alone, so spec.token can never leak back to the caller.
 func writeReview(w http.ResponseWriter, buf *bytes.Buffer, apiVersion string, status authenticationv1.TokenReviewStatus) {
-	b := buf.AvailableBuffer()
+	b := appendReviewStart(buf.AvailableBuffer(), apiVersion)
+	b = appendStatus(b, status)
+	writeReviewEnd(w, buf, b)
+}
+
+// writeEncodedReview is writeReview of a status appendStatus has encoded: the result cache keeps a
+// success's encoding, so answering it again costs no encoding.
+func writeEncodedReview(w http.ResponseWriter, buf *bytes.Buffer, apiVersion string, status []byte) {
+	b := appendReviewStart(buf.AvailableBuffer(), apiVersion)
+	b = append(b, status...)
+	writeReviewEnd(w, buf, b)
+}
+
+// appendReviewStart appends a TokenReview up to its status.
+func appendReviewStart(b []byte, apiVersion string) []byte {
 	b = append(b, `{"kind":"TokenReview","apiVersion":`...)
 	b = appendJSONString(b, apiVersion)
-	b = append(b, `,"metadata":{},"spec":{},"status":{`...)
+	return append(b, `,"metadata":{},"spec":{},"status":`...)
+}
+
+// writeReviewEnd closes the TokenReview in b and writes it; buf keeps b's array if it grew.
+func writeReviewEnd(w http.ResponseWriter, buf *bytes.Buffer, b []byte) {
+	b = append(b, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+	if cap(b) > buf.Cap() {
+		*buf = *bytes.NewBuffer(b[:0]) // keep the grown array for the next review
+	}
+}
+
+// appendStatus appends the status object of a TokenReview as encoding/json encodes it.
+func appendStatus(b []byte, status authenticationv1.TokenReviewStatus) []byte {
+	b = append(b, '{')
 	comma := false
 	field := func(name string) {
 		if comma {
@@ -85,12 +113,7 @@ func writeReview(w http.ResponseWriter, buf *bytes.Buffer, apiVersion string, st
 		field("error")
 		b = appendJSONString(b, status.Error)
 	}
-	b = append(b, "}}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b)
-	if cap(b) > buf.Cap() {
-		*buf = *bytes.NewBuffer(b[:0]) // keep the grown array for the next review
-	}
+	return append(b, '}')
 }
 
 func appendUser(b []byte, u authenticationv1.UserInfo) []byte {
@@ -120,7 +143,12 @@ func appendUser(b []byte, u authenticationv1.UserInfo) []byte {
 	if len(u.Extra) > 0 {
 		sep()
 		b = append(b, `"extra":{`...)
-		for i, k := range slices.Sorted(maps.Keys(u.Extra)) {
+		keys := make([]string, 0, len(u.Extra))
+		for k := range u.Extra {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -273,6 +301,11 @@ func (d *fastDecoder) consume(c byte) bool {
 
 // object reads {"key": value, ...}, calling member with the decoder positioned at each value.
 func (d *fastDecoder) object(depth int, member func(key string) bool) bool {
+	return d.members(depth, func(key []byte) bool { return member(string(key)) })
+}
+
+// members is object with each key as the bytes of the input that spell it, not copied.
+func (d *fastDecoder) members(depth int, member func(key []byte) bool) bool {
 	if depth > maxFastDepth || !d.consume('{') {
 		return false
 	}
@@ -281,7 +314,7 @@ func (d *fastDecoder) object(depth int, member func(key string) bool) bool {
 	}
 	for {
 		d.ws()
-		key, ok := d.rawString()
+		key, ok := d.rawBytes()
 		if !ok || !d.consume(':') {
 			return false
 		}
@@ -298,20 +331,26 @@ func (d *fastDecoder) object(depth int, member func(key string) bool) bool {
 
 // rawString reads a string of printable ASCII without escapes.
 func (d *fastDecoder) rawString() (string, bool) {
+	b, ok := d.rawBytes()
+	return string(b), ok
+}
+
+// rawBytes is rawString as the bytes between the quotes, not copied.
+func (d *fastDecoder) rawBytes() ([]byte, bool) {
 	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-		return "", false
+		return nil, false
 	}
 	start := d.pos + 1
 	for i := start; i < len(d.data); i++ {
 		switch c := d.data[i]; {
 		case c == '"':
 			d.pos = i + 1
-			return string(d.data[start:i]), true
+			return d.data[start:i], true
 		case c == '\\' || c < 0x20 || c >= 0x80:
-			return "", false
+			return nil, false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 func (d *fastDecoder) str(dst *string) bool {

@@ -74,11 +74,21 @@ func (r *Router) SetMaxInFlight(n int) { r.maxInFlight.Store(int64(n)) }
 // it takes one of the slots all issuers share, so an issuer's reviews, however stalled, never hold
 // more than its share of those either.
 func (r *Router) Admit(token string) (release func(), issuerHash string, err error) {
-	issuer, err := PeekIssuer(token)
-	if err != nil {
-		return nil, "", err
+	return r.admit(peekToken(token))
+}
+
+// admitReview is Admit for the handler: what it peeks of the token stays in the review's info, where
+// the routing and the fast path find it, so a review reads its token once.
+func (r *Router) admitReview(ctx context.Context, token string) (release func(), issuerHash string, err error) {
+	return r.admit(reviewToken(ctx, token))
+}
+
+func (r *Router) admit(pt *peekedToken) (release func(), issuerHash string, err error) {
+	if pt.err != nil {
+		return nil, "", pt.err
 	}
-	rt := r.lookup(issuer)
+	token := pt.token
+	rt := r.lookup(pt.iss)
 	if rt == nil || len(rt.entries) == 0 {
 		return nil, "", ErrUnknownIssuer
 	}
@@ -301,11 +311,11 @@ func (r *Router) AuthenticateToken(ctx context.Context, token string) (*authenti
 // token expires, for the result cache. observe, when not nil, is told each entry's verdict in the
 // order tried: `webhook explain` records the request path through it instead of repeating it.
 func (r *Router) authenticate(ctx context.Context, token string, observe func(*Entry, *authenticator.Response, error)) (*authenticator.Response, *Entry, time.Time, error) {
-	iss, err := PeekIssuer(token)
-	if err != nil {
-		return nil, nil, time.Time{}, err
+	pt := reviewToken(ctx, token)
+	if pt.err != nil {
+		return nil, nil, time.Time{}, pt.err
 	}
-	rt := r.lookup(iss)
+	rt := r.lookup(pt.iss)
 	if rt == nil || len(rt.entries) == 0 {
 		return nil, nil, time.Time{}, ErrUnknownIssuer
 	}

@@ -92,13 +92,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	buf.Reset()
-	writeReview(w, buf, review.APIVersion, v.status)
+	if v.encoded != nil {
+		writeEncodedReview(w, buf, review.APIVersion, v.encoded)
+	} else {
+		writeReview(w, buf, review.APIVersion, v.status)
+	}
 	h.Metrics.review(v.result, v.issuer, v.reason, time.Since(start))
 }
 
 // verdict is a review's answer and how it is counted: the result and reason labels, the issuer hash.
+// A cached success may come already encoded (encoded, by appendStatus), and status is then empty.
 type verdict struct {
 	status                 authenticationv1.TokenReviewStatus
+	encoded                []byte
 	result, issuer, reason string
 }
 
@@ -161,11 +167,16 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 	cached := cache.answer(ctx, token, r.Spec.Audiences)
 	resp, err := cached.resp, cached.err
 	if !cached.hit {
+		if len(token) <= MaxTokenBytesLimit {
+			// Read once what the admission, the routing and the fast path read of the token
+			// (reviewToken): its form is checked, so the peek need not check it again.
+			info.token = peekCanonical(token)
+		}
 		if cache != nil {
 			ctx = withCacheKey(ctx, token, cached.key)
 		}
 		if h.Issuers != nil {
-			release, hash, err := h.Issuers.Admit(token)
+			release, hash, err := h.admit(ctx, token)
 			v.issuer = hash
 			if err != nil {
 				return refuse(err)
@@ -199,6 +210,11 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 	if log := h.Log.V(4); log.Enabled() {
 		log.Info("Token authenticated", "username", u.GetName(), "object", info.object, "token", TokenHash(token))
 	}
+	if cached.hit {
+		if enc := cached.item.status.Load(); enc != nil {
+			return verdict{encoded: *enc, result: ResultAuthenticated, issuer: v.issuer}
+		}
+	}
 	status := authenticationv1.TokenReviewStatus{
 		Authenticated: true,
 		User: authenticationv1.UserInfo{
@@ -214,7 +230,20 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 			status.User.Extra[k] = v
 		}
 	}
+	if cached.hit {
+		enc := appendStatus(nil, status)
+		cached.item.status.Store(&enc)
+	}
 	return verdict{status: status, result: ResultAuthenticated, issuer: v.issuer}
+}
+
+// admit admits the review with Issuers; the router's admission keeps what it peeks of the token for
+// the review's routing and fast path.
+func (h *Handler) admit(ctx context.Context, token string) (release func(), issuerHash string, err error) {
+	if r, ok := h.Issuers.(*Router); ok {
+		return r.admitReview(ctx, token)
+	}
+	return h.Issuers.Admit(token)
 }
 
 // errNotAuthenticated stands for an authenticator's "no" without an error, which the router never gives.

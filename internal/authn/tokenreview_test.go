@@ -9,13 +9,17 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/go-logr/logr"
+
+	"github.com/clustertrust/clustertrust/internal/testissuer"
 )
 
 const secretToken = "headerAA.eyJpc3MiOiJodHRwczovL2EifQ.signature-that-must-never-be-echoedA"
@@ -217,6 +221,33 @@ func TestWriteReviewMatchesEncodingJSON(t *testing.T) {
 			writeReview(rec, &bytes.Buffer{}, version, st)
 			if got := rec.Body.String(); got != string(want)+"\n" {
 				t.Errorf("%s status %d:\n got %s\nwant %s", version, i, got, want)
+			}
+		}
+	}
+}
+
+// TestCachedAnswerIsTheSameBytes: a success the cache holds is written from the encoding its first
+// hit kept, and that must be the very answer an uncached review writes, in either API version.
+func TestCachedAnswerIsTheSameBytes(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t, jose.RS256)
+	r := NewRouter()
+	r.Store("hub", startEntry(t, baseConfig(iss)))
+	token := mint(t, iss, testissuer.ServiceAccountClaims("tenant-a", "reconciler", testAudience))
+	uncached := &Handler{Authenticator: r, Issuers: r, Log: logr.Discard()}
+	cached := &Handler{Authenticator: NewCachingAuthenticator(r, CacheOptions{TTL: time.Hour}), Issuers: r, Log: logr.Discard()}
+	for _, version := range []string{"authentication.k8s.io/v1", "authentication.k8s.io/v1beta1"} {
+		body := `{"apiVersion":"` + version + `","kind":"TokenReview","spec":{"token":"` + token + `","audiences":["` + testAudience + `","other"]}}`
+		want, _ := post(t, uncached, http.MethodPost, body)
+		if !strings.Contains(want.Body.String(), `"authenticated":true`) {
+			t.Fatalf("not authenticated: %s", want.Body)
+		}
+		// v1: a miss, the first hit (which keeps the encoding), a hit of the kept encoding; v1beta1:
+		// the same review (the same cache key) answered from v1's encoding.
+		for i := range 3 {
+			got, _ := post(t, cached, http.MethodPost, body)
+			if got.Code != want.Code || got.Body.String() != want.Body.String() || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+				t.Fatalf("%s, review %d: %d %q, want %d %q", version, i+1, got.Code, got.Body, want.Code, want.Body)
 			}
 		}
 	}
