@@ -159,13 +159,16 @@ func (s *FileSource) List() []v1alpha1.OpenIDConnect {
 }
 
 // ReadyChecker passes once the directory has been loaded and every valid object is routed and has had
-// its first key load attempt.
+// its first key load attempt; like the API source's, it then stays passed.
 func (s *FileSource) ReadyChecker() func(*http.Request) error {
 	return func(*http.Request) error {
+		if s.Reconciler.ready.Load() {
+			return nil
+		}
 		if !s.loaded.Load() {
 			return errors.New("--config-dir has not been loaded yet")
 		}
-		return s.Reconciler.unready(s.List())
+		return s.Reconciler.latchReady(s.Reconciler.unready(s.List()))
 	}
 }
 

@@ -158,7 +158,9 @@ func TestTwoReplicas(t *testing.T) {
 	}
 }
 
-func startReplica(t *testing.T, bin, name, kubeconfig string) *replica {
+// startReplica starts `webhook serve --leader-elect` with the test's serving certificate and, after the
+// suite's flags, extra.
+func startReplica(t *testing.T, bin, name, kubeconfig string, extra ...string) *replica {
 	t.Helper()
 	ports := make([]string, 3)
 	for i := range ports {
@@ -180,12 +182,13 @@ func startReplica(t *testing.T, bin, name, kubeconfig string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.cmd = exec.CommandContext(context.Background(), bin, "serve", //nolint:gosec // G204: the binary this test built
+	args := append([]string{"serve",
 		"--kubeconfig", kubeconfig, "--leader-elect", "--leader-election-namespace", "default", "--leader-election-id", leaseName,
 		"--bind-address", "127.0.0.1", "--secure-port", ports[0],
 		"--tls-cert-file", servingCertFile, "--tls-private-key-file", servingKeyFile,
-		"--metrics-bind-address", "127.0.0.1:"+ports[1], "--health-probe-bind-address", "127.0.0.1:"+ports[2],
-		"--shutdown-timeout", "2s", "--v", "1")
+		"--metrics-bind-address", "127.0.0.1:" + ports[1], "--health-probe-bind-address", "127.0.0.1:" + ports[2],
+		"--shutdown-timeout", "2s", "--v", "1"}, extra...)
+	r.cmd = exec.CommandContext(context.Background(), bin, args...) //nolint:gosec // G204: the binary this test built
 	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -31,6 +31,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -138,8 +139,11 @@ func (o *ServeOptions) Complete(ctx context.Context, logOutput io.Writer) (*serv
 		utilruntime.Must(v1alpha1.AddToScheme(scheme))
 		mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 			Scheme: scheme,
-			// The informer keeps every OpenIDConnect in memory; their managedFields are never read.
-			Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+			// The informer keeps every OpenIDConnect in memory; it keeps only what the webhook reads.
+			Cache: cache.Options{
+				DefaultTransform: cache.TransformStripManagedFields(),
+				ByObject:         map[client.Object]cache.ByObject{&v1alpha1.OpenIDConnect{}: {Transform: registry.TrimForCache}},
+			},
 			Logger:                  log,
 			Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress, ExtraHandlers: o.profilingHandlers()},
 			HealthProbeBindAddress:  "0", // probes are served below, the same way for both sources
