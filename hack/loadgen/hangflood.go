@@ -28,6 +28,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/clustertrust/clustertrust/hack/internal/proc"
 	"github.com/clustertrust/clustertrust/internal/authn"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
 )
@@ -303,7 +304,7 @@ func runHangPhase(ctx context.Context, srv *child, caPEM []byte, o options, ph h
 	}
 	discoveriesBefore := a.DiscoveryFetches.Load()
 	procsBefore := procCPUs()
-	childBefore, selfBefore := srv.cpuTime(), procCPU(os.Getpid())
+	childBefore, selfBefore := srv.cpuTime(), proc.CPU(os.Getpid())
 	busyBefore, softBefore, _ := machineCPU()
 	start := time.Now()
 	deadline := start.Add(o.duration)
@@ -418,7 +419,7 @@ func runHangPhase(ctx context.Context, srv *child, caPEM []byte, o options, ph h
 	wg.Wait()
 	r.elapsed = time.Since(start)
 	r.childCPU = srv.cpuTime() - childBefore
-	r.selfCPU = procCPU(os.Getpid()) - selfBefore
+	r.selfCPU = proc.CPU(os.Getpid()) - selfBefore
 	busyAfter, softAfter, _ := machineCPU()
 	r.machineBusy, r.softirq = busyAfter-busyBefore, softAfter-softBefore
 	r.others = topOthers(procsBefore, procCPUs(), r.elapsed, srv.cmd.Process.Pid)
@@ -505,7 +506,7 @@ func procCPUs() map[int]procSample {
 		if open < 0 || end < open || end+2 > len(b) {
 			continue
 		}
-		out[pid] = procSample{comm: string(b[open+1 : end]), cpu: procCPU(pid)}
+		out[pid] = procSample{comm: string(b[open+1 : end]), cpu: proc.CPU(pid)}
 	}
 	return out
 }

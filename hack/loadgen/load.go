@@ -33,6 +33,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/clustertrust/clustertrust/hack/internal/proc"
 	"github.com/clustertrust/clustertrust/internal/pki"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
 )
@@ -293,19 +294,7 @@ func (c *child) stop() {
 }
 
 // cpuTime is the user+system CPU the process has used.
-func (c *child) cpuTime() time.Duration { return procCPU(c.cmd.Process.Pid) }
-
-// procCPU is the user+system CPU process pid has used, all its threads.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
-}
+func (c *child) cpuTime() time.Duration { return proc.CPU(c.cmd.Process.Pid) }
 
 func drive(ctx context.Context, name string, target *child, concurrency int, d time.Duration, caPEM []byte, h2 bool,
 	next func(int) (string, []string, bool)) (result, error) {

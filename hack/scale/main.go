@@ -52,6 +52,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
+	"github.com/clustertrust/clustertrust/hack/internal/proc"
 	"github.com/clustertrust/clustertrust/internal/pki"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
 )
@@ -211,12 +212,12 @@ func measure(n int, o options) error {
 		prober = nil
 	}
 	t0 := time.Now()
-	cpu0 := procCPU(w.cmd.Process.Pid)
+	cpu0 := proc.CPU(w.cmd.Process.Pid)
 	created, err := createAll(cp.c, f, o.concurrency, prober)
 	if err != nil {
 		return err
 	}
-	createCPU := procCPU(w.cmd.Process.Pid) - cpu0
+	createCPU := proc.CPU(w.cmd.Process.Pid) - cpu0
 	if createProfile != nil {
 		if err := createProfile.stop(); err != nil {
 			return err
@@ -568,43 +569,29 @@ func untilAllAuthenticate(w *webhook, f *fixture, limit time.Duration) error {
 	for i := range left {
 		left[i] = i
 	}
-	for deadline := time.Now().Add(limit); len(left) > 0; {
+	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
+		if left = refusedOf(w, f, left); len(left) == 0 {
+			return nil
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d issuers did not authenticate within %s", len(left), limit)
 		}
-		var mu sync.Mutex
-		var refused []int
-		next := make(chan int)
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					if !w.review(f.tokens[i]) {
-						mu.Lock()
-						refused = append(refused, i)
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		for _, i := range left {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		left = refused
-		if len(left) > 0 {
-			time.Sleep(100 * time.Millisecond)
-		}
 	}
-	return nil
 }
 
 // sweep reviews a token of every issuer, 8 at a time, and returns how many were refused.
-func sweep(w *webhook, f *fixture) (int64, error) {
-	var refused atomic.Int64
+func sweep(w *webhook, f *fixture) (int, error) {
+	all := make([]int, f.n)
+	for i := range all {
+		all[i] = i
+	}
+	return len(refusedOf(w, f, all)), nil
+}
+
+// refusedOf reviews the tokens of the issuers numbered in which, 8 at a time, and returns those refused.
+func refusedOf(w *webhook, f *fixture, which []int) []int {
+	var mu sync.Mutex
+	var refused []int
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -613,17 +600,19 @@ func sweep(w *webhook, f *fixture) (int64, error) {
 			defer wg.Done()
 			for i := range next {
 				if !w.review(f.tokens[i]) {
-					refused.Add(1)
+					mu.Lock()
+					refused = append(refused, i)
+					mu.Unlock()
 				}
 			}
 		}()
 	}
-	for i := range f.n {
+	for _, i := range which {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return refused.Load(), nil
+	return refused
 }
 
 // latency reviews tokens of random issuers, 8 at a time, and prints the distribution.
@@ -826,18 +815,6 @@ func rss(pid int) string {
 		}
 	}
 	return fmt.Sprintf("RSS %d MiB (anonymous %d, file %d)", kb["VmRSS"]>>10, kb["RssAnon"]>>10, kb["RssFile"]>>10)
-}
-
-// procCPU is the user+system CPU process pid has used, all its threads.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
 func freePort() int {

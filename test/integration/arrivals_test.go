@@ -6,9 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -17,10 +14,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
@@ -35,38 +30,8 @@ import (
 //     when every stored status is already right.
 func TestRoutingDoesNotWaitForStatus(t *testing.T) {
 	ctx := context.Background()
-	bin := filepath.Join(t.TempDir(), "webhook")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: os.Getenv("KUBEBUILDER_ASSETS"),
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme := runtime.NewScheme()
-	_ = v1alpha1.AddToScheme(scheme)
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := env.AddUser(envtest.User{Name: "clustertrust", Groups: []string{"system:masters"}}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigBytes, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bin := buildWebhook(t)
+	c, kubeconfig := ownAPIServer(t)
 
 	key, err := testissuer.NewKey(jose.ES256)
 	if err != nil {

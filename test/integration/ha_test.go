@@ -47,40 +47,8 @@ type replica struct {
 // status, and when the leader dies the other takes over the Lease and reports on what changed meanwhile.
 func TestTwoReplicas(t *testing.T) {
 	ctx := context.Background()
-	bin := filepath.Join(t.TempDir(), "webhook")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/webhook")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	haEnv := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: os.Getenv("KUBEBUILDER_ASSETS"),
-	}
-	cfg, err := haEnv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = haEnv.Stop() })
-	scheme := runtime.NewScheme()
-	_ = v1alpha1.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := haEnv.AddUser(envtest.User{Name: "clustertrust", Groups: []string{"system:masters"}}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigBytes, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bin := buildWebhook(t)
+	c, kubeconfig := ownAPIServer(t)
 
 	iss, err := testissuer.New(jose.RS256)
 	if err != nil {
@@ -156,6 +124,51 @@ func TestTwoReplicas(t *testing.T) {
 	if st := reviewAt(t, b, token); !st.Authenticated || st.User.Username != want {
 		t.Fatalf("after the takeover b answered %+v", st)
 	}
+}
+
+// buildWebhook builds the webhook binary for tests that run their own replicas.
+func buildWebhook(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "webhook")
+	if out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// ownAPIServer starts a kube-apiserver (and etcd) for one test, so no other webhook writes status
+// there, and returns a client of it and a kubeconfig file of a system:masters user for the webhook.
+func ownAPIServer(t *testing.T) (client.WithWatch, string) {
+	t.Helper()
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: os.Getenv("KUBEBUILDER_ASSETS"),
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme := runtime.NewScheme()
+	_ = v1alpha1.AddToScheme(scheme)
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := env.AddUser(envtest.User{Name: "clustertrust", Groups: []string{"system:masters"}}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigBytes, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, kubeconfig
 }
 
 // startReplica starts `webhook serve --leader-elect` with the test's serving certificate and, after the
