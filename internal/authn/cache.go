@@ -338,6 +338,7 @@ func cacheKey(token string, audiences []string) [32]byte {
 	}
 	key := sha256.Sum256(b)
 	if cap(b) <= 2*MaxTokenBytesLimit {
+		clear(b) // a pooled buffer must not keep a bearer token in memory after the review
 		*buf = b
 		cacheKeyInputs.Put(buf)
 	}

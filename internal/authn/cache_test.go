@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -222,5 +223,17 @@ func TestCacheShards(t *testing.T) {
 		if n := c.shards[i].lru.Len(); n > maxEntries/maxCacheShards {
 			t.Fatalf("shard %d holds %d results, over its share of %d", i, n, maxEntries/maxCacheShards)
 		}
+	}
+}
+
+// TestCacheKeyLeavesNoTokenInPool: the buffer cacheKey hashes in goes back to a pool; it must not keep
+// the bearer token readable there (a heap dump, a later reader of the pooled buffer).
+func TestCacheKeyLeavesNoTokenInPool(t *testing.T) {
+	token := "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL3Bvb2wuZXhhbXBsZSJ9.c2lnbmF0dXJl"
+	cacheKey(token, []string{"aud"})
+	buf := cacheKeyInputs.Get().(*[]byte)
+	defer cacheKeyInputs.Put(buf)
+	if b := (*buf)[:cap(*buf)]; bytes.Contains(b, []byte("c2lnbmF0dXJl")) {
+		t.Fatal("the pooled cache-key buffer still holds the token")
 	}
 }

@@ -164,6 +164,7 @@ func digest(h crypto.Hash, s string) []byte {
 	hasher := h.New()
 	_, _ = hasher.Write(*buf)
 	if cap(*buf) <= MaxTokenBytesLimit {
+		clear(*buf) // the signing input is most of a token; keep none of it in the pool
 		signingInputs.Put(buf)
 	}
 	return hasher.Sum(nil)

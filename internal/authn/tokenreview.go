@@ -268,6 +268,10 @@ var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // putBuffer returns buf to the pool unless a huge body grew it.
 func putBuffer(buf *bytes.Buffer) {
 	if buf.Cap() <= 128<<10 {
+		// The request body held a bearer token: a pooled buffer must not keep it readable.
+		buf.Reset()
+		b := buf.AvailableBuffer()
+		clear(b[:cap(b)])
 		buffers.Put(buf)
 	}
 }
