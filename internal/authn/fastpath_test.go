@@ -3,6 +3,8 @@ package authn
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/big"
 	"reflect"
 	"slices"
 	"strings"
@@ -33,14 +36,17 @@ type differential struct {
 	entries map[string]*Entry
 }
 
-func newDifferential(tb testing.TB) *differential {
+func newDifferential(tb testing.TB) *differential { return newDifferentialFor(tb, jose.RS256) }
+
+// newDifferentialFor is newDifferential over a key for alg (RS256 or ES256).
+func newDifferentialFor(tb testing.TB, alg jose.SignatureAlgorithm) *differential {
 	tb.Helper()
-	key, err := testissuer.NewKey(jose.RS256)
+	key, err := testissuer.NewKey(alg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	d := &differential{key: key, issuer: "https://hub.example", entries: map[string]*Entry{}}
-	jwks := mustJSON(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Private.Public(), KeyID: key.KID, Algorithm: "RS256", Use: "sig"}}})
+	jwks := mustJSON(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Private.Public(), KeyID: key.KID, Algorithm: string(alg), Use: "sig"}}})
 	base := Config{
 		Name: "hub", UID: "uid-hub", Issuer: d.issuer, Audiences: []string{testAudience, "second"}, StaticJWKS: []byte(jwks),
 		UsernameClaim: "sub", UsernamePrefix: "hub:", GroupsPrefix: "hub:", ServiceAccountGroups: true,
@@ -79,15 +85,26 @@ func newDifferential(tb testing.TB) *differential {
 func (d *differential) sign(tb testing.TB, header, payload string) string {
 	tb.Helper()
 	if header == "" {
-		header = fmt.Sprintf(`{"alg":"RS256","kid":%q,"typ":"JWT"}`, d.key.KID)
+		header = fmt.Sprintf(`{"alg":%q,"kid":%q,"typ":"JWT"}`, d.key.Alg, d.key.KID)
 	}
 	input := b64([]byte(header)) + "." + b64([]byte(payload))
 	digest := sha256.Sum256([]byte(input))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, d.key.Private.(*rsa.PrivateKey), crypto.SHA256, digest[:])
-	if err != nil {
-		tb.Fatal(err)
+	switch priv := d.key.Private.(type) {
+	case *rsa.PrivateKey:
+		sig, err := rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, digest[:])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return input + "." + b64(sig)
+	case *ecdsa.PrivateKey:
+		r, s, err := ecdsa.Sign(rand.Reader, priv, digest[:])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return input + "." + b64(append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...))
 	}
-	return input + "." + b64(sig)
+	tb.Fatalf("no signer for %T", d.key.Private)
+	return ""
 }
 
 type outcome struct {
@@ -288,6 +305,40 @@ func TestFastPathMatchesGeneralPath(t *testing.T) {
 	}
 	if decided < len(differentialPayloads(d.issuer))-4 { // the distributed-claims payloads are handed over
 		t.Fatalf("the fast path decided only %d payloads: the comparison proves little", decided)
+	}
+}
+
+// TestFastPathMatchesGeneralPathES256 is TestFastPathMatchesGeneralPath's payloads over an ES256 key,
+// with the signature shapes an ECDSA verifier must refuse: high S (accepted by both: ECDSA signatures
+// are malleable and neither library normalizes), a byte short or long, the halves' zero padding moved,
+// and an ES256 signature claimed as another algorithm.
+func TestFastPathMatchesGeneralPathES256(t *testing.T) {
+	t.Parallel()
+	d := newDifferentialFor(t, jose.ES256)
+	decided := 0
+	for _, p := range differentialPayloads(d.issuer) {
+		if d.compare(t, d.sign(t, "", p)) {
+			decided++
+		}
+	}
+	if decided < len(differentialPayloads(d.issuer))-4 {
+		t.Fatalf("the fast path decided only %d payloads: the comparison proves little", decided)
+	}
+	p := differentialPayloads(d.issuer)[1]
+	valid := d.sign(t, "", p)
+	dot := strings.LastIndexByte(valid, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(valid[dot+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := elliptic.P256().Params().N
+	highS := append(slices.Clone(sig[:32]), new(big.Int).Sub(n, new(big.Int).SetBytes(sig[32:])).FillBytes(make([]byte, 32))...)
+	moved := append(append([]byte{0}, sig[:31]...), sig[31:]...)
+	for _, s := range [][]byte{highS, sig[:63], append(slices.Clone(sig), 0), moved, make([]byte, 64)} {
+		d.compare(t, valid[:dot+1]+b64(s))
+	}
+	for _, alg := range []string{"ES384", "ES512", "RS256", "PS256"} {
+		d.compare(t, d.sign(t, `{"alg":"`+alg+`","kid":"`+d.key.KID+`"}`, p))
 	}
 }
 
