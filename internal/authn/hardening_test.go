@@ -175,7 +175,7 @@ func TestFairSharePerIssuer(t *testing.T) {
 	busyToken := mint(t, busy, testissuer.Claims{"sub": "a", "aud": testAudience})
 	var releases []func()
 	for range 2 { // two reviews of busy are in flight
-		release, _, err := r.Admit(busyToken)
+		release, _, err := r.Admit(context.Background(), busyToken)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func TestFairSharePerIssuer(t *testing.T) {
 	}
 	// A rebuild of busy's route (its object changed) keeps the count, so a change cannot reset the share.
 	r.Store("busy", startEntry(t, baseConfig(busy)))
-	if _, _, err := r.Admit(busyToken); !errors.Is(err, ErrOverloaded) {
+	if _, _, err := r.Admit(context.Background(), busyToken); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("after a rebuild: %v, want ErrOverloaded", err)
 	}
 	for _, release := range releases {
@@ -429,7 +429,7 @@ func TestFairShareLeavesRoomForAnotherIssuer(t *testing.T) {
 	for _, iss := range issuers[:2] { // two issuers in trouble take all they are given
 		tok := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
 		for range capacity {
-			if _, _, err := r.Admit(tok); err != nil {
+			if _, _, err := r.Admit(context.Background(), tok); err != nil {
 				break
 			}
 			held++
@@ -438,7 +438,7 @@ func TestFairShareLeavesRoomForAnotherIssuer(t *testing.T) {
 	if held >= capacity {
 		t.Fatalf("two issuers hold %d of %d slots: none is left for a third", held, capacity)
 	}
-	if _, _, err := r.Admit(mint(t, issuers[2], testissuer.Claims{"sub": "a", "aud": testAudience})); err != nil {
+	if _, _, err := r.Admit(context.Background(), mint(t, issuers[2], testissuer.Claims{"sub": "a", "aud": testAudience})); err != nil {
 		t.Fatalf("a third issuer is refused while two hold %d slots: %v", held, err)
 	}
 	for busy, want := range map[int64]int64{0: 2, 1: 2, 2: 1, 3: 1} {
@@ -541,7 +541,7 @@ func TestForgedKeyIDsHaveTheirOwnShare(t *testing.T) {
 	}
 	held := 0
 	for range 4 {
-		if _, _, err := r.Admit(forged); err != nil {
+		if _, _, err := r.Admit(context.Background(), forged); err != nil {
 			if !errors.Is(err, ErrOverloaded) {
 				t.Fatal(err)
 			}
@@ -553,7 +553,7 @@ func TestForgedKeyIDsHaveTheirOwnShare(t *testing.T) {
 		t.Fatalf("forged tokens hold %d of 4 slots", held)
 	}
 	valid := mint(t, iss, testissuer.Claims{"sub": "a", "aud": testAudience})
-	if _, _, err := r.Admit(valid); err != nil {
+	if _, _, err := r.Admit(context.Background(), valid); err != nil {
 		t.Fatalf("a valid token of the issuer while forged ones hold their share: %v", err)
 	}
 	if busy := r.busy.Load(); busy != 1 {
@@ -565,12 +565,12 @@ func TestForgedKeyIDsHaveTheirOwnShare(t *testing.T) {
 	for _, header := range []string{`{"alg":"RS256"}`, `{"alg":"RS256","kid":""}`, `{"alg":"RS256","kid":null}`,
 		`{"alg":"RS256","KID":"` + kid + `"}`, `{"alg":"RS256","kid":"forged","Kid":"` + kid + `"}`, `{"alg":"RS256","kid":5}`} {
 		tok := b64([]byte(header)) + "." + strings.Split(forged, ".")[1] + "." + strings.Split(forged, ".")[2]
-		if _, _, err := r.Admit(tok); !errors.Is(err, ErrOverloaded) {
+		if _, _, err := r.Admit(context.Background(), tok); !errors.Is(err, ErrOverloaded) {
 			t.Errorf("header %s: %v, want it counted with the forged tokens (whose share is full)", header, err)
 		}
 	}
 	for tok, want := range map[string]error{"garbage": ErrNonCanonicalToken, "e30.e30.e30": ErrMalformedToken} {
-		if _, _, err := r.Admit(tok); !errors.Is(err, want) {
+		if _, _, err := r.Admit(context.Background(), tok); !errors.Is(err, want) {
 			t.Errorf("Admit(%q) = %v, want %v", tok, err, want)
 		}
 	}
@@ -596,7 +596,7 @@ func TestCachedAnswersNeedNoAdmission(t *testing.T) {
 	}
 	var releases []func()
 	for {
-		release, _, err := r.Admit(cachedTok)
+		release, _, err := r.Admit(context.Background(), cachedTok)
 		if err != nil {
 			break
 		}

@@ -176,7 +176,7 @@ func TestEveryReasonThroughTheHandler(t *testing.T) {
 		tok := signed("hub", nil)
 		var releases []func()
 		for {
-			release, _, err := r.Admit(tok)
+			release, _, err := r.Admit(context.Background(), tok)
 			if err != nil {
 				break
 			}

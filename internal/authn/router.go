@@ -73,21 +73,14 @@ func (r *Router) SetMaxInFlight(n int) { r.maxInFlight.Store(int64(n)) }
 // issuerHash labels the issuer in metrics ("" for an unknown one). The handler admits a review before
 // it takes one of the slots all issuers share, so an issuer's reviews, however stalled, never hold
 // more than its share of those either.
-func (r *Router) Admit(token string) (release func(), issuerHash string, err error) {
-	return r.admit(peekToken(token))
-}
-
-// admitReview is Admit for the handler: what it peeks of the token stays in the review's info, where
-// the routing and the fast path find it, so a review reads its token once.
-func (r *Router) admitReview(ctx context.Context, token string) (release func(), issuerHash string, err error) {
-	return r.admit(reviewToken(ctx, token))
-}
-
-func (r *Router) admit(pt *peekedToken) (release func(), issuerHash string, err error) {
+//
+// Within a review (ctx from the handler), what it peeks of the token stays in the review's info, where
+// the routing and the fast path find it, so a review reads its token once (reviewToken).
+func (r *Router) Admit(ctx context.Context, token string) (release func(), issuerHash string, err error) {
+	pt := reviewToken(ctx, token)
 	if pt.err != nil {
 		return nil, "", pt.err
 	}
-	token := pt.token
 	rt := r.lookup(pt.iss)
 	if rt == nil || len(rt.entries) == 0 {
 		return nil, "", ErrUnknownIssuer

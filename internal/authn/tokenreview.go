@@ -33,7 +33,7 @@ type TokenAuthenticator interface {
 // IssuerAdmitter admits the review of a token against its issuer's fair share of review slots: the
 // Router satisfies it.
 type IssuerAdmitter interface {
-	Admit(token string) (release func(), issuerHash string, err error)
+	Admit(ctx context.Context, token string) (release func(), issuerHash string, err error)
 }
 
 // Handler serves POST /authenticate: it answers TokenReviews of authentication.k8s.io/v1 and v1beta1
@@ -176,7 +176,7 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 			ctx = withCacheKey(ctx, token, cached.key)
 		}
 		if h.Issuers != nil {
-			release, hash, err := h.admit(ctx, token)
+			release, hash, err := h.Issuers.Admit(ctx, token)
 			v.issuer = hash
 			if err != nil {
 				return refuse(err)
@@ -235,15 +235,6 @@ func (h *Handler) review(ctx context.Context, r *reviewEnvelope) (v verdict) {
 		cached.item.status.Store(&enc)
 	}
 	return verdict{status: status, result: ResultAuthenticated, issuer: v.issuer}
-}
-
-// admit admits the review with Issuers; the router's admission keeps what it peeks of the token for
-// the review's routing and fast path.
-func (h *Handler) admit(ctx context.Context, token string) (release func(), issuerHash string, err error) {
-	if r, ok := h.Issuers.(*Router); ok {
-		return r.admitReview(ctx, token)
-	}
-	return h.Issuers.Admit(token)
 }
 
 // errNotAuthenticated stands for an authenticator's "no" without an error, which the router never gives.
