@@ -278,10 +278,7 @@ func measure(n int, o options) error {
 			return err
 		}
 		ready := time.Since(launch)
-		refused, err := sweep(w, f)
-		if err != nil {
-			return err
-		}
+		refused := sweep(w, f)
 		all := time.Since(launch)
 		if profile != nil {
 			if err := profile.stop(); err != nil {
@@ -565,10 +562,7 @@ func waitAllReady(c client.Client, n int, limit time.Duration) error {
 // untilAllAuthenticate reviews a token of every issuer, 8 at a time, again and again for those refused,
 // until all authenticate.
 func untilAllAuthenticate(w *webhook, f *fixture, limit time.Duration) error {
-	left := make([]int, f.n)
-	for i := range left {
-		left[i] = i
-	}
+	left := f.all()
 	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
 		if left = refusedOf(w, f, left); len(left) == 0 {
 			return nil
@@ -580,46 +574,33 @@ func untilAllAuthenticate(w *webhook, f *fixture, limit time.Duration) error {
 }
 
 // sweep reviews a token of every issuer, 8 at a time, and returns how many were refused.
-func sweep(w *webhook, f *fixture) (int, error) {
+func sweep(w *webhook, f *fixture) int { return len(refusedOf(w, f, f.all())) }
+
+// all numbers every issuer of the fixture.
+func (f *fixture) all() []int {
 	all := make([]int, f.n)
 	for i := range all {
 		all[i] = i
 	}
-	return len(refusedOf(w, f, all)), nil
+	return all
 }
 
 // refusedOf reviews the tokens of the issuers numbered in which, 8 at a time, and returns those refused.
 func refusedOf(w *webhook, f *fixture, which []int) []int {
 	var mu sync.Mutex
 	var refused []int
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if !w.review(f.tokens[i]) {
-					mu.Lock()
-					refused = append(refused, i)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, i := range which {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	eightAtATime(len(which), func(j int) {
+		if !w.review(f.tokens[which[j]]) {
+			mu.Lock()
+			refused = append(refused, which[j])
+			mu.Unlock()
+		}
+	})
 	return refused
 }
 
-// latency reviews tokens of random issuers, 8 at a time, and prints the distribution.
-func latency(w *webhook, f *fixture) error {
-	const reviews = 4000
-	lat := make([]time.Duration, reviews)
-	var bad atomic.Int64
+// eightAtATime calls fn(j) for every j in [0, n), from 8 goroutines, and returns when all are done.
+func eightAtATime(n int, fn func(j int)) {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -627,20 +608,30 @@ func latency(w *webhook, f *fixture) error {
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				tok := f.tokens[rand.IntN(f.n)] //nolint:gosec // picking a test issuer, not a secret
-				t0 := time.Now()
-				if !w.review(tok) {
-					bad.Add(1)
-				}
-				lat[j] = time.Since(t0)
+				fn(j)
 			}
 		}()
 	}
-	for j := range reviews {
+	for j := range n {
 		next <- j
 	}
 	close(next)
 	wg.Wait()
+}
+
+// latency reviews tokens of random issuers, 8 at a time, and prints the distribution.
+func latency(w *webhook, f *fixture) error {
+	const reviews = 4000
+	lat := make([]time.Duration, reviews)
+	var bad atomic.Int64
+	eightAtATime(reviews, func(j int) {
+		tok := f.tokens[rand.IntN(f.n)] //nolint:gosec // picking a test issuer, not a secret
+		t0 := time.Now()
+		if !w.review(tok) {
+			bad.Add(1)
+		}
+		lat[j] = time.Since(t0)
+	})
 	slices.Sort(lat)
 	fmt.Printf("              %d reviews across issuers (c=8): p50 %s p99 %s max %s, %d refused\n",
 		reviews, pct(lat, 50), pct(lat, 99), pct(lat, 100), bad.Load())

@@ -1,14 +1,11 @@
 package registry
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1alpha1 "github.com/clustertrust/clustertrust/api/v1alpha1"
 	"github.com/clustertrust/clustertrust/internal/authn"
 	"github.com/clustertrust/clustertrust/internal/testissuer"
 )
@@ -20,15 +17,13 @@ func BenchmarkBuildEntry(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Private.Public(), KeyID: key.KID, Use: "sig"}}})
+	template := staticObject(b, "issuer", key)
 	opts := authn.EntryOptions{Compiler: authn.NewCompiler()}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		obj := &v1alpha1.OpenIDConnect{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("issuer-%d", i)},
-			Spec:       v1alpha1.OpenIDConnectSpec{IssuerURL: fmt.Sprintf("https://issuer-%d.example", i), Audiences: []string{"https://downstream"}, JWKS: &v1alpha1.JWKSSpec{Keys: jwks}},
-		}
-		cfg, err := ToConfig(obj)
+		obj := *template
+		obj.Name = fmt.Sprintf("issuer-%d", i)
+		cfg, err := ToConfig(&obj)
 		if err != nil {
 			b.Fatal(err)
 		}

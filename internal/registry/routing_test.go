@@ -165,7 +165,7 @@ func TestStatusWritesYieldToArrivals(t *testing.T) {
 	<-done
 }
 
-func staticObject(t *testing.T, name string, key testissuer.Key) *v1alpha1.OpenIDConnect {
+func staticObject(t testing.TB, name string, key testissuer.Key) *v1alpha1.OpenIDConnect {
 	t.Helper()
 	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Private.Public(), KeyID: key.KID, Use: "sig"}}})
 	if err != nil {
