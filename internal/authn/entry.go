@@ -235,16 +235,21 @@ func (e *Entry) authenticateGeneral(ctx context.Context, token string) (*authent
 	if !ok {
 		// The apiserver authenticator declines, without an error, a token whose iss it cannot read or is
 		// not its issuer.
-		if _, err := PeekIssuer(token); err != nil {
-			return nil, time.Time{}, err
+		if err := reviewToken(ctx, token).err; err != nil {
+			return nil, time.Time{}, err // PeekIssuer's error
 		}
-		return nil, time.Time{}, fmt.Errorf("%w: the token's iss is not %s", ErrUnknownIssuer, e.cfg.Issuer)
+		return nil, time.Time{}, e.wrongIssuer()
 	}
 	expiry, err := e.mapUser(resp, *payload, requestedAudiences(ctx))
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	return resp, expiry, nil
+}
+
+// wrongIssuer is the refusal of a token whose iss is readable but not the entry's issuer.
+func (e *Entry) wrongIssuer() error {
+	return fmt.Errorf("%w: the token's iss is not %s", ErrUnknownIssuer, e.cfg.Issuer)
 }
 
 // refuseTransport fails every request; see NewEntry.

@@ -97,6 +97,12 @@ func fastPathEligible(cfg Config) bool {
 // authenticateFast is the fast path. It returns errFallback when the general path must decide.
 func (e *Entry) authenticateFast(ctx context.Context, token string) (*authenticator.Response, time.Time, error) {
 	pt := reviewToken(ctx, token)
+	// k8s.io/apiserver declines a token whose readable iss is not its issuer before it reads anything
+	// else (hasCorrectIssuer: before the signature, before the typed decode of the claims), so a wrong
+	// iss is the answer whatever else is wrong with the token.
+	if pt.err == nil && pt.iss != e.cfg.Issuer {
+		return nil, time.Time{}, e.wrongIssuer()
+	}
 	payload, err := e.verifySignature(ctx, pt)
 	if errors.Is(err, errFallback) {
 		return nil, time.Time{}, err
